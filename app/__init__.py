@@ -1,0 +1,148 @@
+"""Application factory (flaskr pattern): nothing happens at import time."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from config import CONFIGS, BaseConfig
+
+
+def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
+    """Build the app for an environment name ("development", "testing", "production")."""
+    config_class = _resolve_config(config)
+    app = Flask(__name__, instance_path=config_class.INSTANCE_DIR, instance_relative_config=False)
+    app.config.from_object(config_class)
+    config_class.validate(app.config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if app.config.get("MAIL_BACKEND") == "file":
+        app.config["MAIL_BACKEND"] = "app.services.mail.EmlFileBackend"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    from app import (
+        jobs,
+        models,  # noqa: F401  (maps every model before anything queries)
+    )
+    from app.cli import register_cli
+    from app.extensions import appbuilder, csrf, db, mail, migrate
+    from app.security import init_security
+    from app.tenancy import enter_request_scope, install_orm_guards, leave_request_scope
+    from app.views import register_views
+    from app.views.public import health, invitation
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+    mail.init_app(app)
+    csrf.init_app(app)
+    install_orm_guards(db.session.session_factory.class_)
+    with app.app_context():
+        jobs.init_app(app)
+        init_security(app)  # FST first: FAB reuses its login manager
+        appbuilder.init_app(app, db.session)
+        register_views(appbuilder)
+        appbuilder.post_init()
+    app.register_blueprint(invitation)
+    app.register_blueprint(health)
+    csrf.exempt(health)
+    app.before_request(enter_request_scope)
+    app.teardown_request(leave_request_scope)
+    _register_template_helpers(app, appbuilder)
+    _register_error_pages(app)
+    _register_security_headers(app)
+    register_cli(app)
+    return app
+
+
+def _resolve_config(config: str | type[BaseConfig] | None) -> type[BaseConfig]:
+    if config is None:
+        config = os.environ.get("WOFFICE_ENV", "development")
+    if isinstance(config, str):
+        try:
+            return CONFIGS[config]
+        except KeyError as exc:
+            raise ValueError(
+                f"unknown environment {config!r}; use one of {sorted(CONFIGS)}"
+            ) from exc
+    return config
+
+
+def _register_template_helpers(app: Flask, appbuilder) -> None:
+    tz = ZoneInfo(app.config["DISPLAY_TIMEZONE"])
+
+    @app.template_filter("ist")
+    def ist(value: datetime | None, fmt: str = "%d %b %Y, %H:%M") -> str:
+        """Format a naive-UTC timestamp in Asia/Kolkata."""
+        if value is None:
+            return ""
+        return value.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz).strftime(fmt) + " IST"
+
+    @app.context_processor
+    def inject_appbuilder():
+        # FST's pages extend the FAB layout, which needs these.
+        return {"appbuilder": appbuilder, "base_template": appbuilder.base_template}
+
+
+def _register_error_pages(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _error_page(
+            400,
+            "Your form expired or was sent from another page. "
+            "Go back, reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:  # redirects (e.g. trailing slash)
+            return exc
+        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+            return {"message": exc.description, "status": exc.code}, exc.code
+        return _error_page(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        from app.extensions import db
+
+        db.session.rollback()
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_page(
+            500, "Something went wrong on our side. It has been logged; please try again."
+        )
+
+
+def _error_page(code: int, message: str):
+    titles = {
+        400: "Bad request",
+        403: "Not allowed",
+        404: "Not found",
+        405: "Not allowed",
+        410: "Gone",
+        429: "Too many requests",
+        500: "Server error",
+    }
+    return render_template(
+        "woffice/error.html", code=code, title=titles.get(code, "Error"), message=message
+    ), code
+
+
+def _register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+            "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
+        )
+        if app.config.get("HSTS_ENABLED"):
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response

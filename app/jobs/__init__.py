@@ -1,0 +1,95 @@
+"""RQ job functions (thin adapters over services) and the one way to enqueue them.
+
+With ``REDIS_URL`` set, jobs go to Redis queues (JSON serializer, no pickle) and run in
+`rq worker` processes. Without it (``make run``), jobs run inline in the web process,
+in a fresh app context with its own database session, and the app logs that it does so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app
+from redis import Redis
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+from sqlalchemy import event
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("whatsapp", "billing", "privacy", "mail", "default")
+
+
+def redis_connection() -> Redis | None:
+    """The shared Redis connection, or None when jobs run inline."""
+    ext = current_app.extensions["woffice_jobs"]
+    return ext["redis"]
+
+
+def get_queue(name: str) -> Queue:
+    """An RQ queue by name, with its configured timeout and the JSON serializer."""
+    if name not in QUEUES:
+        raise ValueError(f"unknown queue {name!r}")
+    conn = redis_connection()
+    if conn is None:
+        raise RuntimeError("jobs run inline: there is no Redis queue")
+    timeout = current_app.config["JOB_TIMEOUTS"].get(name, 600)
+    return Queue(name, connection=conn, serializer=JSONSerializer, default_timeout=timeout)
+
+
+def _func_path(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def enqueue(
+    queue: str, func: Callable[..., Any], *args: Any, retry: int = 3, **kwargs: Any
+) -> str | None:
+    """Enqueue ``func(*args, **kwargs)`` now; returns the job id (None when inline).
+
+    Use for jobs that need nothing from the current transaction (e.g. a rendered email);
+    use `enqueue_after_commit` when the job reads rows this transaction writes.
+    """
+    conn = redis_connection()
+    if conn is None:
+        app = current_app._get_current_object()
+        with app.app_context():  # a fresh context: its own session and commit
+            func(*args, **kwargs)
+        return None
+    job = get_queue(queue).enqueue(
+        _func_path(func), *args, retry=Retry(max=retry, interval=[10, 60, 300]), **kwargs
+    )
+    return job.id
+
+
+def enqueue_after_commit(queue: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Enqueue once the current transaction commits; drop it if it rolls back."""
+    session = db.session()
+    pending = session.info.setdefault("woffice_pending_jobs", [])
+    pending.append((queue, func, args, kwargs))
+
+
+def _after_commit(session: Any) -> None:
+    pending = session.info.pop("woffice_pending_jobs", [])
+    for queue, func, args, kwargs in pending:
+        enqueue(queue, func, *args, **kwargs)
+
+
+def _after_rollback(session: Any) -> None:
+    session.info.pop("woffice_pending_jobs", None)
+
+
+def init_app(app: Any) -> None:
+    """Bind the Redis connection (or inline mode) and the after-commit hooks."""
+    url = app.config.get("REDIS_URL")
+    conn = Redis.from_url(url) if url else None
+    app.extensions["woffice_jobs"] = {"redis": conn}
+    if conn is None:
+        app.logger.warning("REDIS_URL is not set: background jobs run inline in the web process")
+    session_class = db.session.session_factory.class_
+    if not event.contains(session_class, "after_commit", _after_commit):
+        event.listen(session_class, "after_commit", _after_commit)
+        event.listen(session_class, "after_soft_rollback", _after_rollback)

@@ -1,0 +1,15 @@
+"""Mail jobs (queue ``mail``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.jobs._runtime import job
+from app.services import mail
+
+
+@job
+def send_email(payload: dict[str, Any]) -> dict[str, str]:
+    """Deliver one rendered email; safe to retry (SMTP is the only effect)."""
+    mail.deliver(payload)
+    return {"to_domain": payload["to"].rpartition("@")[2]}

@@ -1,0 +1,8 @@
+"""SQLAlchemy models, one module per aggregate. Importing this package maps them all."""
+
+from app.models.login_event import LoginEvent
+from app.models.mixins import TenantOwned
+from app.models.tenant import Tenant, TenantStatus
+from app.models.user import AppUser, Role
+
+__all__ = ["AppUser", "LoginEvent", "Role", "Tenant", "TenantOwned", "TenantStatus"]

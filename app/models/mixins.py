@@ -1,0 +1,37 @@
+"""Shared columns. `TenantOwned` marks every row that belongs to one tenant."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, ForeignKey, Integer
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: timestamps are stored in UTC and shown in Asia/Kolkata."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+class TenantOwned:
+    """A row of one tenant: non-null, indexed ``tenant_id``.
+
+    `app.tenancy` filters every ORM statement on these models inside a tenant scope
+    and refuses to flush one that belongs to another tenant.
+    """
+
+    # Field names holding personal data; the audit trail (issue 3) stores only hashes.
+    __personal_fields__: tuple[str, ...] = ()
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[int]:  # noqa: N805 - declared_attr takes the class
+        return mapped_column(
+            Integer, ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=True
+        )

@@ -1,0 +1,223 @@
+"""One login under FAB permissions: the Flask-Security-Too bridge.
+
+Flask-Security-Too (FST) owns authentication: login, two-factor, password reset and
+change, login tracking, its Flask-Login `LoginManager` (users load by
+``fs_uniquifier``). Flask-AppBuilder (FAB) owns authorization: `has_access` over its
+role and permission tables. `AppSecurityManager` reuses FST's login manager, sends
+FAB's login/logout links to FST, and makes every password hash an FST hash, including
+FAB's user forms and ``flask fab create-admin``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import current_app, flash, redirect, request, url_for
+from flask_appbuilder import expose
+from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.views import AuthView
+from flask_login import current_user
+from flask_security import (
+    LoginForm,
+    MailUtil,
+    SQLAlchemyUserDatastore,
+    hash_password,
+    user_authenticated,
+    user_unauthenticated,
+)
+from flask_security.signals import password_changed, password_reset
+
+from app.extensions import db, security
+from app.jobs import enqueue
+from app.models.mixins import utcnow
+from app.models.user import AppUser, Role
+from app.services import login_throttle
+from app.services.exceptions import LoginThrottledError
+from app.services.mail import message_payload
+
+
+class FstAuthView(AuthView):
+    """FAB's auth endpoints, kept for FAB's templates, delegating to FST."""
+
+    route_base = "/auth"
+
+    @expose("/login/", methods=["GET", "POST"])
+    def login(self):
+        return redirect(url_for("security.login", next=request.args.get("next")))
+
+    @expose("/logout/")
+    def logout(self):
+        return redirect(url_for("security.logout"))
+
+
+class AppSecurityManager(SecurityManager):
+    """FAB's security manager, with FST as the login owner."""
+
+    user_model = AppUser
+    authdbview = FstAuthView
+
+    def __init__(self, appbuilder: Any) -> None:
+        from app.views.platform_user import PlatformUserModelView
+
+        self.userdbmodelview = PlatformUserModelView
+        super().__init__(appbuilder)
+
+    def create_login_manager(self, app: Any) -> Any:
+        """Reuse FST's LoginManager (initialised first) instead of creating a second one."""
+        return app.login_manager
+
+    def add_user(
+        self,
+        username,
+        first_name,
+        last_name,
+        email,
+        role=None,
+        password="",
+        hashed_password="",
+        groups=None,
+        commit=True,
+    ):
+        """FAB's add_user (used by `flask fab create-admin`), hashing with FST."""
+        if not hashed_password:
+            hashed_password = hash_password(password or secrets.token_urlsafe(32))
+        return super().add_user(
+            username,
+            first_name,
+            last_name,
+            email,
+            role=role,
+            hashed_password=hashed_password,
+            groups=groups,
+            commit=commit,
+        )
+
+    def reset_password(self, userid: int, password: str) -> None:
+        """FAB's reset-password forms, hashing with FST."""
+        user = self.get_user_by_id(userid)
+        user.password = hash_password(password)
+        user.password_changed_at = utcnow()
+        self.update_user(user)
+
+
+class ThrottledLoginForm(LoginForm):
+    """FST's login form with brute-force throttling and a history of failures."""
+
+    def validate(self, **kwargs: Any) -> bool:
+        identity = (self.email.data or "").strip()
+        ip = request.remote_addr
+        cfg = current_app.config
+        try:
+            login_throttle.check_login_allowed(
+                db.session,
+                identity,
+                ip,
+                window_seconds=cfg["LOGIN_THROTTLE_WINDOW_SECONDS"],
+                max_per_account=cfg["LOGIN_THROTTLE_MAX_PER_ACCOUNT"],
+                max_per_ip=cfg["LOGIN_THROTTLE_MAX_PER_IP"],
+            )
+        except LoginThrottledError as exc:
+            self.form_errors.append(str(exc))
+            _record(identity, success=False, outcome="throttled")
+            db.session.commit()
+            return False
+        if super().validate(**kwargs):
+            return True
+        if identity:
+            if self.user is None:
+                outcome = "unknown_user"
+            elif self.user_authenticated:
+                outcome = "inactive"
+            else:
+                outcome = "bad_password"
+            _record(
+                identity,
+                success=False,
+                outcome=outcome,
+                user_id=self.user.id if self.user is not None else None,
+            )
+            db.session.commit()
+        return False
+
+
+def _record(identity: str, *, success: bool, outcome: str, user_id: int | None = None) -> None:
+    login_throttle.record_login_event(
+        db.session,
+        identity=identity,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        success=success,
+        outcome=outcome,
+        user_id=user_id,
+    )
+
+
+class JobMailUtil(MailUtil):
+    """Every FST email (reset, two-factor codes, notices) goes out through the mail job."""
+
+    def send_mail(self, template, subject, recipient, sender, body, html, **kwargs):
+        from app.jobs.mail import send_email
+
+        if isinstance(sender, tuple):
+            sender = f"{sender[0]} <{sender[1]}>"
+        to = recipient[1] if isinstance(recipient, tuple) else recipient
+        enqueue(
+            "mail",
+            send_email,
+            message_payload(to=to, subject=str(subject), body=body, html=html, sender=str(sender)),
+        )
+
+
+def _on_login(app: Any, user: AppUser, **_: Any) -> None:
+    if request:
+        _record(user.email, success=True, outcome="ok", user_id=user.id)
+
+
+def _on_logout(app: Any, user: AppUser, **_: Any) -> None:
+    if request and user is not None and getattr(user, "id", None):
+        _record(user.email, success=True, outcome="logout", user_id=user.id)
+        db.session.commit()
+
+
+def _on_password_set(app: Any, user: AppUser, **_: Any) -> None:
+    user.password_changed_at = utcnow()
+
+
+STAFF_2FA_OPEN_ENDPOINTS = {
+    "security.two_factor_setup",
+    "security.two_factor_token_validation",
+    "security.two_factor_rescue",
+    "security.logout",
+    "security.verify",
+    "security.mf_recovery_codes",
+    "FstAuthView.logout",
+    "static",
+    "appbuilder.static",
+    "health.live",
+}
+
+
+def enforce_staff_two_factor():
+    """before_request: platform staff without 2FA can reach only the 2FA setup page."""
+    if not current_app.config.get("REQUIRE_2FA_FOR_STAFF"):
+        return None
+    if not current_user or not current_user.is_authenticated:
+        return None
+    if current_user.tenant_id is not None or current_user.tf_primary_method:
+        return None
+    if request.endpoint in STAFF_2FA_OPEN_ENDPOINTS:
+        return None
+    flash("Platform staff must set up two-factor authentication before continuing.", "warning")
+    return redirect(url_for("security.two_factor_setup"))
+
+
+def init_security(app: Any) -> None:
+    """Initialise FST on the shared user table; must run before AppBuilder."""
+    datastore = SQLAlchemyUserDatastore(db, AppUser, Role)
+    security.init_app(app, datastore, login_form=ThrottledLoginForm, mail_util_cls=JobMailUtil)
+    user_authenticated.connect(_on_login, app)
+    user_unauthenticated.connect(_on_logout, app)
+    password_changed.connect(_on_password_set, app)
+    password_reset.connect(_on_password_set, app)
+    app.before_request(enforce_staff_two_factor)

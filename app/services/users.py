@@ -1,0 +1,277 @@
+"""Users and teams: invitations, role grants, activation, with the grant policy.
+
+Policy: platform admins grant platform roles to platform users and tenant roles to
+tenant users; tenant admins grant only tenant roles, only to users of their own tenant;
+a tenant always keeps at least one active Tenant Admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import current_app
+from flask_security import hash_password
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models.mixins import utcnow
+from app.models.user import AppUser, Role
+from app.services.exceptions import (
+    InvitationInvalidError,
+    LastTenantAdminError,
+    RoleGrantError,
+    UserValidationError,
+)
+from app.services.mail import message_payload
+from app.services.phones import normalize_phone
+from app.services.tenants import TenantValidationError, normalize_email
+
+TENANT_ADMIN = "Tenant Admin"
+PLATFORM_ADMIN = "Platform Admin"
+_INVITE_SALT = "woffice-invitation"
+
+
+def tenant_role_names() -> tuple[str, ...]:
+    return tuple(current_app.config["TENANT_ROLES"])
+
+
+def platform_role_names() -> tuple[str, ...]:
+    return tuple(current_app.config["PLATFORM_ROLES"])
+
+
+def grantable_role_names(actor: AppUser, target_tenant_id: int | None) -> tuple[str, ...]:
+    """The roles ``actor`` may grant to a user of ``target_tenant_id`` (None: platform)."""
+    actor_roles = {role.name for role in actor.roles}
+    if actor.tenant_id is None and PLATFORM_ADMIN in actor_roles:
+        return platform_role_names() if target_tenant_id is None else tenant_role_names()
+    if (
+        actor.tenant_id is not None
+        and actor.tenant_id == target_tenant_id
+        and (TENANT_ADMIN in actor_roles)
+    ):
+        return tenant_role_names()
+    return ()
+
+
+def check_roles_grantable(
+    actor: AppUser, target_tenant_id: int | None, roles: Iterable[Role]
+) -> None:
+    """:raises RoleGrantError: when any of ``roles`` is outside what ``actor`` may grant."""
+    allowed = set(grantable_role_names(actor, target_tenant_id))
+    refused = sorted(role.name for role in roles if role.name not in allowed)
+    if refused:
+        raise RoleGrantError(f"You cannot grant the role(s): {', '.join(refused)}.")
+
+
+def find_roles(session: Session, names: Iterable[str]) -> list[Role]:
+    """Roles by name, in the order given.
+
+    :raises RoleGrantError: for an unknown role name.
+    """
+    wanted = list(dict.fromkeys(names))
+    found = {r.name: r for r in session.scalars(select(Role).where(Role.name.in_(wanted)))}
+    unknown = [n for n in wanted if n not in found]
+    if unknown:
+        raise RoleGrantError(f"Unknown role(s): {', '.join(unknown)}.")
+    return [found[n] for n in wanted]
+
+
+def count_active_tenant_admins(
+    session: Session, tenant_id: int, exclude_user_id: int | None = None
+) -> int:
+    """Active users of the tenant holding Tenant Admin, optionally ignoring one user."""
+    stmt = (
+        select(func.count(AppUser.id))
+        .join(AppUser.roles)
+        .where(AppUser.tenant_id == tenant_id, AppUser.active.is_(True), Role.name == TENANT_ADMIN)
+    )
+    if exclude_user_id is not None:
+        stmt = stmt.where(AppUser.id != exclude_user_id)
+    return int(session.execute(stmt).scalar() or 0)
+
+
+def _ensure_admin_remains(session: Session, user: AppUser, *, loses_admin: bool) -> None:
+    if user.tenant_id is None or not loses_admin:
+        return
+    # Compare against what is stored: the caller may already have changed the object.
+    with session.no_autoflush:
+        others = count_active_tenant_admins(session, user.tenant_id, user.id)
+        stored_admins = count_active_tenant_admins(session, user.tenant_id)
+    was_admin = stored_admins > others
+    if was_admin and others == 0:
+        raise LastTenantAdminError(
+            "This is the tenant's last active Tenant Admin: make someone else a Tenant Admin first."
+        )
+
+
+def email_taken(session: Session, email: str, exclude_id: int | None = None) -> bool:
+    """True when any user (of any tenant) already has ``email``; emails are global logins."""
+    stmt = (
+        select(AppUser.id)
+        .where(func.lower(AppUser.email) == email.lower())
+        .execution_options(skip_tenant_scope=True)
+    )
+    if exclude_id is not None:
+        stmt = stmt.where(AppUser.id != exclude_id)
+    return session.execute(stmt).first() is not None
+
+
+def validate_person(
+    email: str, first_name: str, last_name: str, phone: str | None
+) -> dict[str, Any]:
+    """Normalised person fields (P1).
+
+    :raises UserValidationError: naming the first invalid field.
+    """
+    try:
+        email_n = normalize_email(email, "email")
+    except TenantValidationError as exc:
+        raise UserValidationError(str(exc), "email") from exc
+    first, last = (first_name or "").strip(), (last_name or "").strip()
+    if not first:
+        raise UserValidationError("Enter a first name.", "first_name")
+    if not last:
+        raise UserValidationError("Enter a last name.", "last_name")
+    phone_n = normalize_phone(phone, field="phone") if (phone or "").strip() else None
+    return {"email": email_n, "first_name": first, "last_name": last, "phone": phone_n}
+
+
+def invite_user(
+    session: Session,
+    actor: AppUser,
+    tenant_id: int | None,
+    *,
+    email: str,
+    first_name: str,
+    last_name: str,
+    role_names: Iterable[str],
+    phone: str | None = None,
+) -> AppUser:
+    """Create a user without a password; the invitation email lets them set one.
+
+    :raises UserValidationError: for invalid or duplicate details.
+    :raises RoleGrantError: when ``actor`` may not grant the roles.
+    """
+    fields = validate_person(email, first_name, last_name, phone)
+    if email_taken(session, fields["email"]):
+        raise UserValidationError("A user with this email already exists.", "email")
+    roles = find_roles(session, role_names)
+    if not roles:
+        raise RoleGrantError("Choose at least one role.")
+    check_roles_grantable(actor, tenant_id, roles)
+    user = AppUser(
+        username=fields["email"],
+        tenant_id=tenant_id,
+        active=True,
+        password=None,
+        created_by_fk=actor.id,
+        changed_by_fk=actor.id,
+        **fields,
+    )
+    user.roles = roles
+    session.add(user)
+    session.flush()
+    return user
+
+
+def set_roles(session: Session, actor: AppUser, user: AppUser, role_names: Iterable[str]) -> None:
+    """Replace ``user``'s roles.
+
+    :raises RoleGrantError: when ``actor`` may not grant them.
+    :raises LastTenantAdminError: when it would leave the tenant without an admin.
+    """
+    roles = find_roles(session, role_names)
+    if not roles:
+        raise RoleGrantError("Choose at least one role.")
+    check_roles_grantable(actor, user.tenant_id, roles)
+    loses_admin = not any(r.name == TENANT_ADMIN for r in roles)
+    _ensure_admin_remains(session, user, loses_admin=loses_admin)
+    user.roles = roles
+    user.changed_by_fk = actor.id
+
+
+def set_active(session: Session, actor: AppUser, user: AppUser, active: bool) -> None:
+    """Deactivate or reactivate ``user``.
+
+    :raises UserValidationError: when deactivating oneself.
+    :raises LastTenantAdminError: when deactivating the last active Tenant Admin.
+    """
+    if not active and user.id == actor.id:
+        raise UserValidationError("You cannot deactivate your own account.", "active")
+    if not active:
+        _ensure_admin_remains(session, user, loses_admin=True)
+    user.active = active
+    user.changed_by_fk = actor.id
+
+
+# ----------------------------------------------------------------------- invitations
+
+
+def invitation_email(user: AppUser, inviter: AppUser, accept_url: str) -> dict[str, Any]:
+    """The invitation message (JSON-safe payload for the mail job)."""
+    business = user.tenant.name if user.tenant else "the Woffice platform team"
+    hours = current_app.config["INVITE_EXPIRES_HOURS"]
+    body = (
+        f"Hello {user.first_name},\n\n"
+        f"{inviter.first_name} {inviter.last_name} has invited you to join {business} "
+        "on Woffice.\n\n"
+        f"Set your password here (the link works once and expires in {hours} hours):\n"
+        f"{accept_url}\n\n"
+        "If you did not expect this invitation, ignore this email.\n\n"
+        "Woffice Back Office\n"
+    )
+    return message_payload(
+        to=user.email, subject=f"You're invited to {business} on Woffice", body=body
+    )
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=_INVITE_SALT)
+
+
+def invitation_token(user: AppUser) -> str:
+    """A signed, expiring token naming the invited user."""
+    return _serializer().dumps({"u": user.fs_uniquifier})
+
+
+def user_for_invitation(session: Session, token: str) -> AppUser:
+    """The invited user behind a valid, unused token.
+
+    :raises InvitationInvalidError: when the link is tampered, expired or already used.
+    """
+    max_age = current_app.config["INVITE_EXPIRES_HOURS"] * 3600
+    try:
+        data = _serializer().loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise InvitationInvalidError(
+            "This invitation has expired. Ask your administrator to send a new one."
+        ) from exc
+    except BadSignature as exc:
+        raise InvitationInvalidError("This invitation link is not valid.") from exc
+    user = session.scalars(select(AppUser).where(AppUser.fs_uniquifier == data.get("u"))).first()
+    if user is None or not user.active:
+        raise InvitationInvalidError("This invitation link is not valid.")
+    if user.password:
+        raise InvitationInvalidError(
+            "This invitation has already been used. Sign in, or reset your password."
+        )
+    return user
+
+
+def accept_invitation(session: Session, token: str, password: str) -> AppUser:
+    """Set the invited user's password (validated by FST's password rules).
+
+    :raises InvitationInvalidError: for a bad token.
+    :raises UserValidationError: for a password FST rejects.
+    """
+    user = user_for_invitation(session, token)
+    security = current_app.extensions["security"]
+    errors, normalized = security.password_util.validate(password, False, user=user)
+    if errors:
+        raise UserValidationError(" ".join(str(e) for e in errors), "password")
+    user.password = hash_password(normalized)
+    user.confirmed_at = utcnow()
+    user.password_changed_at = utcnow()
+    return user

@@ -1,0 +1,253 @@
+"""Tenant isolation: the one place the rule lives (DESIGN.md, "Tenancy").
+
+Two layers:
+
+* **Visible layer** - `TenantModelView` / `TenantModelRestApi`: every FAB view over a
+  tenant-owned model subclasses them. They filter lists and single-row fetches to the
+  current tenant, stamp ``tenant_id`` on add (never a form field) and scope the
+  dropdowns of related fields (FAB's ``base_filters`` alone do not).
+* **Guarantee layer** - `install_orm_guards()`: a ``do_orm_execute`` hook adds
+  ``with_loader_criteria`` for every tenant-owned model to every ORM statement run in a
+  tenant scope, and a ``before_flush`` hook stamps ``tenant_id`` on new rows and refuses
+  to flush a row, or a link to a row, of another tenant. A forgotten filter cannot leak.
+
+A request of a tenant user runs in that tenant's scope; platform staff run unscoped.
+Jobs and CLI commands enter a scope explicitly with ``tenant_scope(tenant_id)``.
+Core/bulk SQL bypasses the ORM hooks: use `scoped()` and pass ``tenant_id`` explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+from flask import abort, current_app, g
+from flask_appbuilder import ModelView
+from flask_appbuilder.api import ModelRestApi
+from flask_appbuilder.models.filters import BaseFilter
+from flask_appbuilder.security.sqla.models import User
+from flask_login import current_user
+from sqlalchemy import Select, event, inspect
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from app.models.mixins import TenantOwned
+from app.models.tenant import Tenant
+
+T = TypeVar("T")
+
+# None = unscoped (platform staff, unscoped CLI); an int = that tenant only.
+_scope: ContextVar[int | None] = ContextVar("woffice_tenant_scope", default=None)
+
+
+class TenantIsolationError(RuntimeError):
+    """A write would cross a tenant boundary."""
+
+
+def current_tenant_id() -> int | None:
+    """The tenant of the running request or job; None when unscoped."""
+    return _scope.get()
+
+
+@contextmanager
+def tenant_scope(tenant_id: int | None) -> Iterator[None]:
+    """Run the block as ``tenant_id`` (None: unscoped, for platform work)."""
+    token = _scope.set(tenant_id)
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def enter_request_scope() -> None:
+    """before_request: scope the request to the logged-in user's tenant."""
+    tenant_id = getattr(current_user, "tenant_id", None) if current_user else None
+    g._tenant_scope_token = _scope.set(tenant_id)
+
+
+def leave_request_scope(_exc: BaseException | None = None) -> None:
+    """teardown_request: restore the scope the request started with."""
+    token = g.pop("_tenant_scope_token", None)
+    if token is not None:
+        _scope.reset(token)
+
+
+def is_tenant_owned(model: type) -> bool:
+    """True for models whose rows belong to exactly one tenant."""
+    return isinstance(model, type) and issubclass(model, TenantOwned | User | Tenant)
+
+
+def scoped(stmt: Select, model: type, tenant_id: int) -> Select:
+    """Explicitly filter a statement to one tenant (for Core/bulk paths and reports)."""
+    return stmt.where(model.tenant_id == tenant_id)
+
+
+def get_for_tenant(session: Session, model: type[T], ident: Any, tenant_id: int) -> T:
+    """Fetch one row of ``tenant_id`` or abort 404 (cf. Redash get_by_id_and_org)."""
+    obj = session.get(model, ident)
+    if obj is None or obj.tenant_id != tenant_id:
+        abort(404)
+    return obj
+
+
+# --------------------------------------------------------------------------- ORM layer
+
+
+def _add_tenant_criteria(state: ORMExecuteState) -> None:
+    tenant_id = _scope.get()
+    if tenant_id is None or state.execution_options.get("skip_tenant_scope"):
+        return
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    # Lazy and column loads inherit the criteria from the statement that loaded the
+    # parent (SQLAlchemy's filter_public recipe), so they need nothing more.
+    if state.is_column_load or state.is_relationship_load:
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
+        ),
+        # Users: a tenant sees its own team only, never platform staff.
+        with_loader_criteria(
+            User, lambda cls: cls.__table__.c.tenant_id == tenant_id, include_aliases=True
+        ),
+        with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
+    )
+
+
+def _row_tenant(obj: Any) -> tuple[bool, int | None]:
+    """(is tenant-bound, tenant id) of an ORM object."""
+    if isinstance(obj, Tenant):
+        return True, obj.id
+    if isinstance(obj, TenantOwned) or (isinstance(obj, User) and hasattr(obj, "tenant_id")):
+        return True, obj.tenant_id
+    return False, None
+
+
+def _guard_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    tenant_id = _scope.get()
+    if tenant_id is None:
+        for obj in session.new:
+            if isinstance(obj, TenantOwned) and obj.tenant_id is None:
+                raise TenantIsolationError(
+                    f"{type(obj).__name__} has no tenant_id and no tenant scope is active"
+                )
+        return
+    for obj in list(session.new):
+        if isinstance(obj, TenantOwned | User) and getattr(obj, "tenant_id", None) is None:
+            obj.tenant_id = tenant_id
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        bound, owner = _row_tenant(obj)
+        if bound and owner != tenant_id:
+            raise TenantIsolationError(f"refusing to write {type(obj).__name__} of another tenant")
+        if obj in session.deleted:
+            continue
+        _guard_links(obj, tenant_id)
+
+
+def _guard_links(obj: Any, tenant_id: int) -> None:
+    state = inspect(obj)
+    for rel in state.mapper.relationships:
+        if rel.key in state.unloaded:
+            continue
+        value = state.attrs[rel.key].loaded_value
+        targets = value if isinstance(value, list | set | tuple) else [value]
+        for target in targets:
+            if target is None or not hasattr(target, "__mapper__"):
+                continue
+            bound, owner = _row_tenant(target)
+            if bound and owner is not None and owner != tenant_id:
+                raise TenantIsolationError(
+                    f"refusing to link {type(obj).__name__} to a row of another tenant"
+                )
+            if isinstance(obj, User) and rel.key == "roles":
+                _guard_role(target)
+
+
+def _guard_role(role: Any) -> None:
+    if role.name not in current_app.config["TENANT_ROLES"]:
+        raise TenantIsolationError(f"a tenant cannot grant the role {role.name!r}")
+
+
+def install_orm_guards(session_class: type[Session]) -> None:
+    """Attach the guarantee layer to a Session class (idempotent)."""
+    if not event.contains(session_class, "do_orm_execute", _add_tenant_criteria):
+        event.listen(session_class, "do_orm_execute", _add_tenant_criteria)
+        event.listen(session_class, "before_flush", _guard_flush)
+
+
+# ------------------------------------------------------------------------ visible layer
+
+
+class FilterTenantScope(BaseFilter):
+    """Base filter: rows of the current tenant; everything for platform staff."""
+
+    name = "Tenant scope"
+    arg_name = "tenant_scope"
+
+    def apply(self, query: Any, value: Any) -> Any:
+        tenant_id = current_tenant_id()
+        if tenant_id is None:
+            return query
+        return query.filter(self.model.tenant_id == tenant_id)
+
+
+def _rel_field_filters(datamodel: Any) -> dict[str, list]:
+    """Dropdown filters for every relation to a tenant-owned model."""
+    filters: dict[str, list] = {}
+    for rel in inspect(datamodel.obj).relationships:
+        target = rel.mapper.class_
+        if issubclass(target, TenantOwned | User):
+            filters[rel.key] = [["tenant_id", FilterTenantScope, None]]
+    return filters
+
+
+class TenantScopedMixin:
+    """Shared by the tenant base view and API: filters, stamping, scoped dropdowns."""
+
+    datamodel: Any
+    base_filters: list
+
+    def _scope_tenant(self) -> None:
+        self.base_filters = [["tenant_id", FilterTenantScope, None], *self.base_filters]
+        rel_filters = _rel_field_filters(self.datamodel)
+        for attr in (
+            "add_query_rel_fields",
+            "edit_query_rel_fields",
+            "search_query_rel_fields",
+        ):
+            merged = {**rel_filters, **(getattr(self, attr, None) or {})}
+            setattr(self, attr, merged)
+        for attr in (
+            "add_form_query_rel_fields",
+            "edit_form_query_rel_fields",
+            "search_form_query_rel_fields",
+        ):
+            merged = {**rel_filters, **(getattr(self, attr, None) or {})}
+            setattr(self, attr, merged)
+
+    def pre_add(self, item: Any) -> None:
+        tenant_id = current_tenant_id()
+        if tenant_id is not None:
+            item.tenant_id = tenant_id
+        elif getattr(item, "tenant_id", None) is None:
+            abort(400, "Choose the tenant this record belongs to.")
+
+
+class TenantModelView(TenantScopedMixin, ModelView):
+    """Base of every FAB ModelView over a tenant-owned model (enforced by a test)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.base_filters = list(self.base_filters or [])
+        self._scope_tenant()
+        super().__init__(**kwargs)
+
+
+class TenantModelRestApi(TenantScopedMixin, ModelRestApi):
+    """Base of every FAB ModelRestApi over a tenant-owned model (enforced by a test)."""
+
+    def __init__(self) -> None:
+        self.base_filters = list(self.base_filters or [])
+        self._scope_tenant()
+        super().__init__()

@@ -1,0 +1,28 @@
+"""FAB views, one module per domain; `register_views` adds them all to AppBuilder."""
+
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder
+
+
+def register_views(appbuilder: AppBuilder) -> None:
+    """Add every Woffice view and menu entry (called once by the factory)."""
+    from app.views.account import MyAccountView
+    from app.views.team import TeamModelView
+    from app.views.tenant import TenantsView
+
+    appbuilder.add_view(
+        TenantsView,
+        "Tenants",
+        icon="fa-building",
+        category="Platform",
+        category_icon="fa-server",
+    )
+    appbuilder.add_view(
+        TeamModelView,
+        "Team",
+        icon="fa-users",
+        category="Business",
+        category_icon="fa-briefcase",
+    )
+    appbuilder.add_view_no_menu(MyAccountView)

@@ -1,0 +1,88 @@
+"""My account: profile, password, two-factor, recent sign-ins (P5, P15)."""
+
+from __future__ import annotations
+
+from flask import flash, g, redirect, request, url_for
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.security.decorators import has_access
+from flask_wtf import FlaskForm
+from wtforms import StringField, SubmitField
+from wtforms.validators import DataRequired, Length
+
+from app.extensions import db
+from app.services import login_throttle
+from app.services.phones import normalize_phone
+from app.views._forms import ServiceValidator
+
+
+class ProfileForm(FlaskForm):
+    first_name = StringField("First name", validators=[DataRequired(), Length(max=64)])
+    last_name = StringField("Last name", validators=[DataRequired(), Length(max=64)])
+    phone = StringField("Phone", validators=[ServiceValidator(normalize_phone, optional=True)])
+    submit = SubmitField("Save profile")
+
+
+def browser_label(user_agent: str | None) -> str:
+    """A short "Browser on OS" label from a User-Agent header."""
+    ua = user_agent or ""
+    browser = next(
+        (
+            name
+            for key, name in (
+                ("Edg/", "Edge"),
+                ("OPR/", "Opera"),
+                ("HeadlessChrome", "Headless Chrome"),
+                ("Chrome/", "Chrome"),
+                ("Firefox/", "Firefox"),
+                ("Safari/", "Safari"),
+                ("python-requests", "script"),
+                ("Werkzeug", "test client"),
+            )
+            if key in ua
+        ),
+        "Unknown browser",
+    )
+    system = next(
+        (
+            name
+            for key, name in (
+                ("Windows", "Windows"),
+                ("Android", "Android"),
+                ("iPhone", "iOS"),
+                ("Mac OS", "macOS"),
+                ("Linux", "Linux"),
+            )
+            if key in ua
+        ),
+        "unknown OS",
+    )
+    return f"{browser} on {system}"
+
+
+class MyAccountView(BaseView):
+    """Every signed-in user's own page."""
+
+    route_base = "/account"
+    default_view = "index"
+
+    @expose("/", methods=["GET", "POST"])
+    @has_access
+    def index(self):
+        user = g.user
+        form = ProfileForm(obj=user)
+        if request.method == "POST" and form.validate_on_submit():
+            user.first_name = form.first_name.data.strip()
+            user.last_name = form.last_name.data.strip()
+            user.phone = form.phone.data
+            db.session.commit()
+            flash("Profile saved.", "success")
+            return redirect(url_for("MyAccountView.index"))
+        logins = login_throttle.recent_logins(db.session, user.id)
+        return self.render_template(
+            "woffice/account.html",
+            form=form,
+            user=user,
+            logins=logins,
+            browser_label=browser_label,
+            title="My account",
+        )

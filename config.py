@@ -1,0 +1,271 @@
+"""Settings from environment variables: one class per environment.
+
+``create_app(name)`` picks a class by name ("development", "testing", "production");
+``WOFFICE_ENV`` chooses it when no name is given. Production fails fast, naming every
+required variable that is missing; development has throwaway defaults so ``make run``
+works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_PATH = Path(os.environ.get("WOFFICE_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or invalid."""
+
+
+# Roles are declared here and synced into FAB's tables by `flask woffice sync-roles`.
+# Each entry maps a role to (permission regex, view-menu regex) pairs matched against
+# every permission FAB registers; `scope` says who may hold and grant the role.
+PLATFORM_ROLES = ("Platform Admin", "Billing", "Compliance")
+TENANT_ROLES = ("Tenant Admin", "Agent")
+
+_READ = r"can_list|can_show|menu_access|can_get|can_info"
+
+WOFFICE_ROLES: dict[str, dict] = {
+    "Platform Admin": {
+        "scope": "platform",
+        "description": "Operator staff: everything, every tenant.",
+        # Everything except the tenant-side Business screens (platform admins manage
+        # every user from Security > List Users).
+        "permissions": [(r".*", r"(?!Team$|Business$).*")],
+    },
+    "Billing": {
+        "scope": "platform",
+        "description": "Operator staff: tenants read-only; plans, payments, invoices.",
+        "permissions": [
+            (_READ, r"Tenants"),
+            (r"menu_access", r"Platform"),
+            (r".*", r"Plan.*|Payment.*|Invoice.*|CreditNote.*|Billing"),
+            (r".*", r"MyAccountView|My Account"),
+        ],
+    },
+    "Compliance": {
+        "scope": "platform",
+        "description": "Operator staff: privacy requests, audit, exports, deletions.",
+        "permissions": [
+            (_READ, r"Tenants"),
+            (r"menu_access", r"Platform"),
+            (r".*", r"Privacy.*|Audit.*|Export.*|Deletion.*|Compliance|SubProcessor.*"),
+            (r".*", r"MyAccountView|My Account"),
+        ],
+    },
+    "Tenant Admin": {
+        "scope": "tenant",
+        "description": "Runs one business: its team, contacts, conversations, settings.",
+        "permissions": [
+            (r".*", r"TeamModelView|Team"),
+            (r".*", r"Contact.*|Tag.*|Conversation.*|Message.*|Template.*|Campaign.*"),
+            (r".*", r"MyAccountView|My Account|TenantSettingsView|Settings|Business"),
+        ],
+    },
+    "Agent": {
+        "scope": "tenant",
+        "description": "Answers the conversations assigned to them; reads contacts.",
+        "permissions": [
+            (r".*", r"Conversation.*|Message.*"),
+            (_READ, r"Contact.*|Tag.*"),
+            (r".*", r"MyAccountView"),
+        ],
+    },
+}
+
+
+class BaseConfig:
+    ENV_NAME = "base"
+    APP_NAME = "Woffice Back Office"
+    APP_ICON = ""
+    INSTANCE_DIR = str(INSTANCE_PATH)
+
+    SECRET_KEY = os.environ.get("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL")
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    JOB_TIMEOUTS = {"whatsapp": 60, "billing": 300, "privacy": 1800, "mail": 60, "default": 600}
+
+    # --- Flask-AppBuilder ---------------------------------------------------------
+    FAB_SECURITY_MANAGER_CLASS = "app.security.AppSecurityManager"
+    FAB_CREATE_DB = False  # Alembic owns the schema
+    FAB_UPDATE_PERMS = False  # `flask woffice sync-roles` writes permissions at deploy
+    FAB_ADD_SECURITY_API = False
+    FAB_API_SWAGGER_UI = False
+    FAB_BASE_TEMPLATE = "woffice/base.html"
+    FAB_INDEX_VIEW = "app.views.home.HomeView"
+    AUTH_ROLE_ADMIN = "Platform Admin"
+    AUTH_ROLE_PUBLIC = "Public"
+    AUTH_USER_REGISTRATION = False
+    WOFFICE_ROLES = WOFFICE_ROLES
+    PLATFORM_ROLES = PLATFORM_ROLES
+    TENANT_ROLES = TENANT_ROLES
+    LANGUAGES = {"en": {"flag": "in", "name": "English"}}
+    BABEL_DEFAULT_TIMEZONE = "Asia/Kolkata"
+    DISPLAY_TIMEZONE = "Asia/Kolkata"
+
+    # --- sessions, CSRF, headers ---------------------------------------------------
+    WTF_CSRF_ENABLED = True
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
+    HSTS_ENABLED = False
+
+    # --- Flask-Security-Too ----------------------------------------------------------
+    SECURITY_PASSWORD_SALT = os.environ.get("SECURITY_PASSWORD_SALT")
+    SECURITY_PASSWORD_HASH = "argon2"
+    SECURITY_PASSWORD_LENGTH_MIN = 10
+    SECURITY_PASSWORD_COMPLEXITY_CHECKER = None
+    SECURITY_USERNAME_ENABLE = False
+    SECURITY_RETURN_GENERIC_RESPONSES = True  # no account enumeration at login/reset
+    SECURITY_TRACKABLE = True
+    SECURITY_RECOVERABLE = True
+    SECURITY_CHANGEABLE = True
+    SECURITY_REGISTERABLE = False
+    SECURITY_CONFIRMABLE = False
+    SECURITY_TWO_FACTOR = True
+    SECURITY_TWO_FACTOR_ENABLED_METHODS = ["authenticator", "email"]
+    SECURITY_TWO_FACTOR_RESCUE_EMAIL = True
+    SECURITY_TWO_FACTOR_ALWAYS_VALIDATE = True
+    SECURITY_MULTI_FACTOR_RECOVERY_CODES = True
+    SECURITY_MULTI_FACTOR_RECOVERY_CODES_N = 8
+    SECURITY_TOTP_ISSUER = "Woffice"
+    SECURITY_TOTP_SECRETS = None
+    SECURITY_RESET_PASSWORD_WITHIN = "1 hours"
+    SECURITY_EMAIL_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "no-reply@woffice.example")
+    SECURITY_POST_LOGIN_VIEW = "/"
+    SECURITY_POST_LOGOUT_VIEW = "/login"
+    SECURITY_LOGIN_URL = "/login"
+    SECURITY_LOGOUT_URL = "/logout"
+    SECURITY_TWO_FACTOR_POST_SETUP_VIEW = "/account/"
+    SECURITY_POST_CHANGE_VIEW = "/account/"
+    SECURITY_CSRF_IGNORE_UNAUTH_ENDPOINTS = False
+    SECURITY_FLASH_MESSAGES = True
+    SECURITY_LOGOUT_METHODS = ["GET", "POST"]
+    SECURITY_MSG_LOGIN = ("Please log in to open this page.", "info")
+
+    # Woffice auth policy
+    REQUIRE_2FA_FOR_STAFF = _env_bool("REQUIRE_2FA_FOR_STAFF", False)
+    LOGIN_THROTTLE_WINDOW_SECONDS = int(os.environ.get("LOGIN_THROTTLE_WINDOW_SECONDS", "900"))
+    LOGIN_THROTTLE_MAX_PER_ACCOUNT = int(os.environ.get("LOGIN_THROTTLE_MAX_PER_ACCOUNT", "5"))
+    LOGIN_THROTTLE_MAX_PER_IP = int(os.environ.get("LOGIN_THROTTLE_MAX_PER_IP", "30"))
+    INVITE_EXPIRES_HOURS = int(os.environ.get("INVITE_EXPIRES_HOURS", "72"))
+    # HMAC key for hashed identifiers (failed-login identities, audit); falls back to
+    # SECRET_KEY outside production.
+    IDENTITY_HASH_KEY = os.environ.get("IDENTITY_HASH_KEY")
+    FIELD_ENCRYPTION_KEYS = _env_list("FIELD_ENCRYPTION_KEYS")
+
+    # --- mail -----------------------------------------------------------------------
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
+    MAIL_USE_SSL = _env_bool("MAIL_USE_SSL", False)
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_TIMEOUT = 10
+    MAIL_DEFAULT_SENDER = SECURITY_EMAIL_SENDER
+    MAIL_FILE_PATH = os.environ.get("MAIL_FILE_PATH", str(INSTANCE_PATH / "mail"))
+
+    REQUIRED: tuple[str, ...] = ()
+
+    @classmethod
+    def validate(cls, config: dict) -> None:
+        """Fail fast with one message naming every required setting that is missing."""
+        missing = [ENV_NAMES.get(name, name) for name in cls.REQUIRED if not config.get(name)]
+        if missing:
+            raise ConfigError(
+                f"{cls.ENV_NAME} configuration is missing required settings: "
+                + ", ".join(missing)
+                + ". Set them as environment variables (see README, Configuration)."
+            )
+
+
+class DevelopmentConfig(BaseConfig):
+    """`make run`: embedded SQLite, jobs inline, mail written to instance/mail/."""
+
+    ENV_NAME = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-secret-key-not-for-production")
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "DATABASE_URL", f"sqlite:///{INSTANCE_PATH / 'woffice.db'}"
+    )
+    SECURITY_PASSWORD_SALT = os.environ.get("SECURITY_PASSWORD_SALT", "dev-only-salt")
+    SECURITY_TOTP_SECRETS = {"1": os.environ.get("TOTP_SECRET", "dev-only-totp-secret")}
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "file")
+    FIELD_ENCRYPTION_KEYS = _env_list("FIELD_ENCRYPTION_KEYS") or [
+        "ZGV2LW9ubHkta2V5LWRldi1vbmx5LWtleS1kZXYtMDA="
+    ]
+
+
+class TestingConfig(BaseConfig):
+    """`make test`: the machine's PostgreSQL and Redis, a local SMTP server."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = "testing-secret-key"
+    SQLALCHEMY_DATABASE_URI = os.environ.get(
+        "TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/woffice_test"
+    )
+    REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+    SECURITY_PASSWORD_SALT = "testing-salt"
+    # Argon2 with the cheapest parameters: the production scheme, fast enough for a
+    # suite that logs in hundreds of times (STYLE 25).
+    SECURITY_PASSWORD_HASH_PASSLIB_OPTIONS = {
+        "argon2__rounds": 1,
+        "argon2__memory_cost": 8,
+        "argon2__parallelism": 1,
+    }
+    SECURITY_TOTP_SECRETS = {"1": "testing-totp-secret"}
+    MAIL_BACKEND = "smtp"
+    MAIL_PORT = int(os.environ.get("TEST_MAIL_PORT", "8025"))
+    FIELD_ENCRYPTION_KEYS = ["dGVzdGluZy1rZXktdGVzdGluZy1rZXktdGVzdGluZy0="]
+
+
+class ProductionConfig(BaseConfig):
+    """Real deployments: every secret from the environment, cookies Secure, HSTS on."""
+
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    HSTS_ENABLED = True
+    PREFERRED_URL_SCHEME = "https"
+    REQUIRE_2FA_FOR_STAFF = _env_bool("REQUIRE_2FA_FOR_STAFF", True)
+    SECURITY_TOTP_SECRETS = {str(i + 1): s for i, s in enumerate(_env_list("TOTP_SECRETS"))} or None
+    REQUIRED = (
+        "SECRET_KEY",
+        "SECURITY_PASSWORD_SALT",
+        "SECURITY_TOTP_SECRETS",
+        "FIELD_ENCRYPTION_KEYS",
+        "SQLALCHEMY_DATABASE_URI",
+        "IDENTITY_HASH_KEY",
+    )
+
+
+CONFIGS: dict[str, type[BaseConfig]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+# The environment-variable names behind each required setting, for error messages.
+ENV_NAMES = {
+    "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
+    "SECURITY_TOTP_SECRETS": "TOTP_SECRETS",
+}
