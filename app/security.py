@@ -17,14 +17,13 @@ from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder import expose
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import AuthView
-from flask_login import current_user
+from flask_login import current_user, user_logged_out
 from flask_security import (
     LoginForm,
     MailUtil,
     SQLAlchemyUserDatastore,
     hash_password,
     user_authenticated,
-    user_unauthenticated,
 )
 from flask_security.signals import password_changed, password_reset
 
@@ -217,7 +216,7 @@ def init_security(app: Any) -> None:
     datastore = SQLAlchemyUserDatastore(db, AppUser, Role)
     security.init_app(app, datastore, login_form=ThrottledLoginForm, mail_util_cls=JobMailUtil)
     user_authenticated.connect(_on_login, app)
-    user_unauthenticated.connect(_on_logout, app)
+    user_logged_out.connect(_on_logout, app)
     password_changed.connect(_on_password_set, app)
     password_reset.connect(_on_password_set, app)
     app.before_request(enforce_staff_two_factor)

@@ -78,8 +78,9 @@ def _after_commit(session: Any) -> None:
         enqueue(queue, func, *args, **kwargs)
 
 
-def _after_rollback(session: Any) -> None:
-    session.info.pop("woffice_pending_jobs", None)
+def _after_rollback(session: Any, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the whole unit of work is gone
+        session.info.pop("woffice_pending_jobs", None)
 
 
 def init_app(app: Any) -> None:
