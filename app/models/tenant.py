@@ -15,11 +15,11 @@ from app.services.gst_states import state_name
 class TenantStatus(enum.StrEnum):
     """Lifecycle (P17): trial -> active -> suspended -> closing -> deleted."""
 
-    TRIAL = "trial"
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    CLOSING = "closing"
-    DELETED = "deleted"
+    trial = "trial"
+    active = "active"
+    suspended = "suspended"
+    closing = "closing"
+    deleted = "deleted"
 
 
 class Tenant(Timestamped, db.Model):
@@ -39,7 +39,7 @@ class Tenant(Timestamped, db.Model):
             length=16,
         ),
         nullable=False,
-        default=TenantStatus.TRIAL,
+        default=TenantStatus.trial,
         index=True,
     )
     contact_email: Mapped[str] = mapped_column(String(320), nullable=False)

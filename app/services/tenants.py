@@ -19,11 +19,11 @@ PIN_RE = re.compile(r"^[1-9][0-9]{5}$")
 
 # Allowed lifecycle moves (P17); "deleted" is reached only through the deletion job.
 TRANSITIONS: dict[TenantStatus, set[TenantStatus]] = {
-    TenantStatus.TRIAL: {TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.CLOSING},
-    TenantStatus.ACTIVE: {TenantStatus.SUSPENDED, TenantStatus.CLOSING},
-    TenantStatus.SUSPENDED: {TenantStatus.ACTIVE, TenantStatus.CLOSING},
-    TenantStatus.CLOSING: {TenantStatus.ACTIVE},
-    TenantStatus.DELETED: set(),
+    TenantStatus.trial: {TenantStatus.active, TenantStatus.suspended, TenantStatus.closing},
+    TenantStatus.active: {TenantStatus.suspended, TenantStatus.closing},
+    TenantStatus.suspended: {TenantStatus.active, TenantStatus.closing},
+    TenantStatus.closing: {TenantStatus.active},
+    TenantStatus.deleted: set(),
 }
 
 

@@ -98,7 +98,7 @@ class TenantsView(ModelView):
         "status": SelectField(
             "Status",
             choices=[(s.value, s.value.title()) for s in TenantStatus],
-            default=TenantStatus.TRIAL.value,
+            default=TenantStatus.trial.value,
         ),
     }
     validators_columns = {
@@ -124,11 +124,11 @@ class TenantsView(ModelView):
 
     @action("suspend", "Suspend", "Suspend the selected tenants?", "fa-pause")
     def suspend(self, items):
-        return self._move(items, TenantStatus.SUSPENDED)
+        return self._move(items, TenantStatus.suspended)
 
     @action("activate", "Activate", "Activate the selected tenants?", "fa-play")
     def activate(self, items):
-        return self._move(items, TenantStatus.ACTIVE)
+        return self._move(items, TenantStatus.active)
 
     def _move(self, items, status: TenantStatus):
         items = items if isinstance(items, list) else [items]
