@@ -202,7 +202,7 @@ def run_jobs(app: Flask) -> Callable[..., int]:
 def form_csrf_token(client: FlaskClient, url: str) -> str:
     """The CSRF token of the form at ``url`` (CSRF stays on in the suite)."""
     html = client.get(url).get_data(as_text=True)
-    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    match = re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', html)
     assert match, f"no csrf token on {url}"
     return match.group(1)
 
