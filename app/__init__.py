@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
@@ -73,14 +71,9 @@ def _resolve_config(config: str | type[BaseConfig] | None) -> type[BaseConfig]:
 
 
 def _register_template_helpers(app: Flask, appbuilder) -> None:
-    tz = ZoneInfo(app.config["DISPLAY_TIMEZONE"])
+    from app.views._format import ist
 
-    @app.template_filter("ist")
-    def ist(value: datetime | None, fmt: str = "%d %b %Y, %H:%M") -> str:
-        """Format a naive-UTC timestamp in Asia/Kolkata."""
-        if value is None:
-            return ""
-        return value.replace(tzinfo=ZoneInfo("UTC")).astimezone(tz).strftime(fmt) + " IST"
+    app.add_template_filter(ist, "ist")
 
     @app.context_processor
     def inject_appbuilder():

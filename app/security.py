@@ -185,6 +185,7 @@ def _on_password_set(app: Any, user: AppUser, **_: Any) -> None:
 
 STAFF_2FA_OPEN_ENDPOINTS = {
     "security.two_factor_setup",
+    "security.two_factor_setup_validate",  # a logged-in user's setup code posts here
     "security.two_factor_token_validation",
     "security.two_factor_rescue",
     "security.logout",
@@ -214,7 +215,9 @@ def enforce_staff_two_factor():
 def init_security(app: Any) -> None:
     """Initialise FST on the shared user table; must run before AppBuilder."""
     datastore = SQLAlchemyUserDatastore(db, AppUser, Role)
-    security.init_app(app, datastore, login_form=ThrottledLoginForm, mail_util_cls=JobMailUtil)
+    # FST takes mail_util_cls only in its constructor: init_app ignores that kwarg.
+    security._mail_util_cls = JobMailUtil
+    security.init_app(app, datastore, login_form=ThrottledLoginForm)
     user_authenticated.connect(_on_login, app)
     user_logged_out.connect(_on_logout, app)
     password_changed.connect(_on_password_set, app)

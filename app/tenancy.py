@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from flask import abort, current_app, g
-from flask_appbuilder import ModelView
+from flask import abort, current_app, g, request
+from flask_appbuilder import ModelView, expose
 from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.security.sqla.models import User
@@ -190,7 +190,9 @@ class FilterTenantScope(BaseFilter):
         tenant_id = current_tenant_id()
         if tenant_id is None:
             return query
-        return query.filter(self.model.tenant_id == tenant_id)
+        # A Tenant row belongs to itself (a tenant sees its own record only).
+        column = self.model.id if issubclass(self.model, Tenant) else self.model.tenant_id
+        return query.filter(column == tenant_id)
 
 
 def _rel_field_filters(datamodel: Any) -> dict[str, list]:
@@ -242,6 +244,29 @@ class TenantModelView(TenantScopedMixin, ModelView):
         self.base_filters = list(self.base_filters or [])
         self._scope_tenant()
         super().__init__(**kwargs)
+
+    # FAB's action endpoints fetch rows WITHOUT the base filters (and crash on an
+    # unknown action or a None row): refuse unknown actions and out-of-scope rows first.
+    @expose("/action/<string:name>/<pk>", methods=["GET", "POST"])
+    def action(self, name: str, pk: str) -> Any:
+        self._require_action_rows(name, [pk], single=True)
+        return super().action(name, pk)
+
+    @expose("/action_post", methods=["POST"])
+    def action_post(self) -> Any:
+        name = request.form.get("action", "")
+        self._require_action_rows(name, request.form.getlist("rowid"), single=False)
+        return super().action_post()
+
+    def _require_action_rows(self, name: str, pks: list[str], *, single: bool) -> None:
+        """404 for an unknown action, a wrong arity, or a row outside the tenant."""
+        found = self.actions.get(name)
+        if found is None or not (found.single if single else found.multiple):
+            abort(404)
+        for pk in pks:
+            pk_value = self._deserialize_pk_if_composite(pk)
+            if self.datamodel.get(pk_value, self._base_filters) is None:
+                abort(404)
 
 
 class TenantModelRestApi(TenantScopedMixin, ModelRestApi):

@@ -63,8 +63,15 @@ class AppUser(UserMixin, User):
         return self.tenant_id is None
 
     @property
-    def role_names(self) -> list[str]:
-        return sorted(role.name for role in self.roles)
+    def role_names(self) -> str:
+        return ", ".join(sorted(role.name for role in self.roles))
+
+    @property
+    def membership_status(self) -> str:
+        """Invited (no password yet), Active or Deactivated."""
+        if not self.active:
+            return "Deactivated"
+        return "Invited" if not self.password else "Active"
 
     @property
     def two_factor_enabled(self) -> bool:

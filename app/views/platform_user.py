@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g
+from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.security.views import UserDBModelView
 from flask_security import hash_password
 from wtforms import StringField
@@ -21,6 +22,7 @@ from app.services import users
 from app.services.exceptions import RoleGrantError
 from app.services.phones import normalize_phone
 from app.tenancy import TenantScopedMixin
+from app.views._format import USER_FORMATTERS
 from app.views._forms import ServiceValidator
 
 
@@ -85,15 +87,19 @@ class PlatformUserModelView(TenantScopedMixin, UserDBModelView):
         "created_on",
         "current_login_at",
     ]
+    formatters_columns = USER_FORMATTERS
     label_columns = {
         "role_names": "Roles",
         "two_factor_enabled": "2FA",
-        "current_login_at": "Last sign-in (UTC)",
+        "current_login_at": "Last sign-in",
         "current_login_ip": "Last sign-in IP",
     }
     description_columns = {"tenant": "Leave empty for operator staff (platform roles)."}
-    add_form_extra_fields = {**UserDBModelView.add_form_extra_fields, "phone": StringField("Phone")}
-    edit_form_extra_fields = {"phone": StringField("Phone")}
+    add_form_extra_fields = {
+        **UserDBModelView.add_form_extra_fields,
+        "phone": StringField("Phone", widget=BS3TextFieldWidget()),
+    }
+    edit_form_extra_fields = {"phone": StringField("Phone", widget=BS3TextFieldWidget())}
     validators_columns = {
         "roles": [_roles_fit_tenant],
         "email": [ServiceValidator(lambda v: users.validate_person(v, "x", "x", None)["email"])],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, g, redirect, url_for
 from flask_appbuilder import action
+from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.models.sqla.filters import FilterInFunction
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from wtforms import StringField
@@ -17,6 +18,7 @@ from app.services import users
 from app.services.exceptions import WofficeError
 from app.services.phones import normalize_phone
 from app.tenancy import TenantModelView
+from app.views._format import USER_FORMATTERS
 from app.views._forms import ServiceValidator
 
 
@@ -54,7 +56,7 @@ class TeamModelView(TenantModelView):
         "last_name",
         "email",
         "role_names",
-        "active",
+        "membership_status",
         "two_factor_enabled",
         "current_login_at",
     ]
@@ -76,12 +78,14 @@ class TeamModelView(TenantModelView):
     ]
     add_columns = ["first_name", "last_name", "email", "phone", "roles"]
     edit_columns = ["first_name", "last_name", "phone", "roles"]
+    formatters_columns = USER_FORMATTERS
     label_columns = {
         "role_names": "Roles",
+        "membership_status": "Status",
         "two_factor_enabled": "2FA",
-        "current_login_at": "Last sign-in (UTC)",
+        "current_login_at": "Last sign-in",
         "current_login_ip": "Last sign-in IP",
-        "last_login_at": "Previous sign-in (UTC)",
+        "last_login_at": "Previous sign-in",
         "last_login_ip": "Previous sign-in IP",
         "created_on": "Created",
     }
@@ -90,8 +94,8 @@ class TeamModelView(TenantModelView):
         "roles": "Tenant Admin manages the team and settings; Agent answers assigned "
         "conversations.",
     }
-    add_form_extra_fields = {"phone": StringField("Phone")}
-    edit_form_extra_fields = {"phone": StringField("Phone")}
+    add_form_extra_fields = {"phone": StringField("Phone", widget=BS3TextFieldWidget())}
+    edit_form_extra_fields = {"phone": StringField("Phone", widget=BS3TextFieldWidget())}
     validators_columns = {
         "email": [ServiceValidator(_normalise_email), _unique_email],
         "phone": [ServiceValidator(lambda v: normalize_phone(v), optional=True)],

@@ -14,6 +14,7 @@ from app.services import tenants
 from app.services.exceptions import ValidationError
 from app.services.gst_states import state_choices
 from app.services.phones import normalize_phone
+from app.views._format import ist
 from app.views._forms import ServiceValidator
 
 
@@ -83,9 +84,10 @@ class TenantsView(ModelView):
         "state_code": "GST state",
         "state_label": "GST state",
         "postal_code": "PIN code",
-        "created_at": "Created (UTC)",
-        "updated_at": "Updated (UTC)",
+        "created_at": "Created",
+        "updated_at": "Updated",
     }
+    formatters_columns = {"created_at": ist, "updated_at": ist}
     description_columns = {
         "gstin": "Optional. Its first two digits must match the GST state.",
         "contact_phone": "Any format; stored as +91XXXXXXXXXX.",
