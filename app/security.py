@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder import expose
+from flask_appbuilder.api import BaseApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
 from flask_appbuilder.security.views import AuthView
 from flask_login import current_user, user_logged_out
@@ -50,16 +51,25 @@ class FstAuthView(AuthView):
         return redirect(url_for("security.logout"))
 
 
+class NoPasswordLoginApi(BaseApi):
+    """Stands in for FAB's SecurityApi, whose password-only login (JWT) would bypass
+    two-factor authentication: it exposes no endpoint at all."""
+
+    resource_name = "security"
+
+
 class AppSecurityManager(SecurityManager):
     """FAB's security manager, with FST as the login owner."""
 
     user_model = AppUser
     authdbview = FstAuthView
+    security_api = NoPasswordLoginApi
 
     def __init__(self, appbuilder: Any) -> None:
-        from app.views.platform_user import PlatformUserModelView
+        from app.views.platform_user import PlatformUserModelView, UserStatsChartView
 
         self.userdbmodelview = PlatformUserModelView
+        self.userstatschartview = UserStatsChartView
         super().__init__(appbuilder)
 
     def create_login_manager(self, app: Any) -> Any:

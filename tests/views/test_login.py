@@ -74,3 +74,13 @@ def test_failed_attempts_store_no_email(login):
     assert event.outcome == "bad_password"
     assert "acme" not in event.identity_hash
     assert len(event.identity_hash) == 64
+
+
+def test_there_is_no_password_only_api_login(client):
+    """A password-only API login would bypass two-factor (DESIGN.md): it must not exist."""
+    response = client.post(
+        "/api/v1/security/login",
+        json={"username": "admin@xigmapro.example", "password": "demo-pass-2026", "provider": "db"},
+    )
+    assert response.status_code == 404
+    assert "access_token" not in response.get_data(as_text=True)
