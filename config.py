@@ -135,6 +135,9 @@ class BaseConfig:
     SECURITY_PASSWORD_COMPLEXITY_CHECKER = None
     SECURITY_USERNAME_ENABLE = False
     SECURITY_RETURN_GENERIC_RESPONSES = True  # no account enumeration at login/reset
+    # Same email rules as our user forms: syntax only. FST's default DNS deliverability
+    # check made /reset silently send nothing for domains without DNS (e.g. *.example).
+    SECURITY_EMAIL_VALIDATOR_ARGS = {"check_deliverability": False}
     SECURITY_TRACKABLE = True
     SECURITY_RECOVERABLE = True
     SECURITY_CHANGEABLE = True
