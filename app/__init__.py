@@ -20,7 +20,10 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     config_class.validate(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     if app.config.get("MAIL_BACKEND") == "file":
-        app.config["MAIL_BACKEND"] = "app.services.mail.EmlFileBackend"
+        # The class itself: Flask-Mailman only imports dotted names ending "EmailBackend".
+        from app.services.mail import EmlFileBackend
+
+        app.config["MAIL_BACKEND"] = EmlFileBackend
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     from app import (

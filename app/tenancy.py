@@ -231,9 +231,9 @@ class TenantScopedMixin:
 
     def pre_add(self, item: Any) -> None:
         tenant_id = current_tenant_id()
-        if tenant_id is not None:
+        if tenant_id is not None and hasattr(item, "tenant_id"):
             item.tenant_id = tenant_id
-        elif getattr(item, "tenant_id", None) is None:
+        elif isinstance(item, TenantOwned) and item.tenant_id is None:
             abort(400, "Choose the tenant this record belongs to.")
 
 

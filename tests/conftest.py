@@ -223,6 +223,32 @@ class LoginHelper:
         return self.client.get("/logout")
 
 
+class RequestContextClient(FlaskClient):
+    """A test client giving every request its own app context, as in production.
+
+    pytest-flask keeps one request context pushed for the whole test, so Flask would
+    reuse its app context, ``g`` and database session for every request: Flask-Login's
+    cached user, FST's per-request state and a refused request's pending changes would
+    leak into the next request. After each request the test's own session is expired,
+    so what the test reads next comes from the database.
+    """
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            response = super().open(*args, **kwargs)
+        db.session.expire_all()
+        return response
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    app.test_client_class = RequestContextClient
+    try:
+        yield app.test_client()
+    finally:
+        app.test_client_class = None
+
+
 @pytest.fixture
 def login(client: FlaskClient) -> LoginHelper:
     return LoginHelper(client)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import uuid4
 
-from flask_appbuilder.security.sqla.models import Role, User
+from flask_appbuilder.security.sqla.models import Role, User, assoc_user_role
 from flask_security import UserMixin
 from flask_security.models.fsqla_v3 import AsaList
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
@@ -81,4 +81,4 @@ class AppUser(UserMixin, User):
         return f"{self.first_name} {self.last_name}".strip() or self.email
 
 
-__all__ = ["AppUser", "Role"]
+__all__ = ["AppUser", "Role", "assoc_user_role"]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models.mixins import utcnow
-from app.models.user import AppUser, Role
+from app.models.user import AppUser, Role, assoc_user_role
 from app.services.exceptions import (
     InvitationInvalidError,
     LastTenantAdminError,
@@ -41,9 +41,28 @@ def platform_role_names() -> tuple[str, ...]:
     return tuple(current_app.config["PLATFORM_ROLES"])
 
 
-def grantable_role_names(actor: AppUser, target_tenant_id: int | None) -> tuple[str, ...]:
-    """The roles ``actor`` may grant to a user of ``target_tenant_id`` (None: platform)."""
-    actor_roles = {role.name for role in actor.roles}
+def stored_role_names(session: Session, user_id: int) -> set[str]:
+    """The role names ``user_id`` holds in the database (ignoring unflushed changes)."""
+    with session.no_autoflush:
+        return set(
+            session.scalars(
+                select(Role.name)
+                .join(assoc_user_role, assoc_user_role.c.role_id == Role.id)
+                .where(assoc_user_role.c.user_id == user_id)
+            )
+        )
+
+
+def grantable_role_names(
+    actor: AppUser, target_tenant_id: int | None, actor_roles: set[str] | None = None
+) -> tuple[str, ...]:
+    """The roles ``actor`` may grant to a user of ``target_tenant_id`` (None: platform).
+
+    ``actor_roles`` defaults to the actor's loaded roles; pass the stored ones when the
+    actor object may carry unsaved role changes (e.g. an admin editing themselves).
+    """
+    if actor_roles is None:
+        actor_roles = {role.name for role in actor.roles}
     if actor.tenant_id is None and PLATFORM_ADMIN in actor_roles:
         return platform_role_names() if target_tenant_id is None else tenant_role_names()
     if (
@@ -56,10 +75,13 @@ def grantable_role_names(actor: AppUser, target_tenant_id: int | None) -> tuple[
 
 
 def check_roles_grantable(
-    actor: AppUser, target_tenant_id: int | None, roles: Iterable[Role]
+    actor: AppUser,
+    target_tenant_id: int | None,
+    roles: Iterable[Role],
+    actor_roles: set[str] | None = None,
 ) -> None:
     """:raises RoleGrantError: when any of ``roles`` is outside what ``actor`` may grant."""
-    allowed = set(grantable_role_names(actor, target_tenant_id))
+    allowed = set(grantable_role_names(actor, target_tenant_id, actor_roles))
     refused = sorted(role.name for role in roles if role.name not in allowed)
     if refused:
         raise RoleGrantError(f"You cannot grant the role(s): {', '.join(refused)}.")
@@ -81,11 +103,17 @@ def find_roles(session: Session, names: Iterable[str]) -> list[Role]:
 def count_active_tenant_admins(
     session: Session, tenant_id: int, exclude_user_id: int | None = None
 ) -> int:
-    """Active users of the tenant holding Tenant Admin, optionally ignoring one user."""
+    """Active Tenant Admins of the tenant who have set a password (an invited admin who
+    never signed in does not count), optionally ignoring one user."""
     stmt = (
         select(func.count(AppUser.id))
         .join(AppUser.roles)
-        .where(AppUser.tenant_id == tenant_id, AppUser.active.is_(True), Role.name == TENANT_ADMIN)
+        .where(
+            AppUser.tenant_id == tenant_id,
+            AppUser.active.is_(True),
+            AppUser.password.is_not(None),
+            Role.name == TENANT_ADMIN,
+        )
     )
     if exclude_user_id is not None:
         stmt = stmt.where(AppUser.id != exclude_user_id)
@@ -182,12 +210,15 @@ def set_roles(session: Session, actor: AppUser, user: AppUser, role_names: Itera
     :raises RoleGrantError: when ``actor`` may not grant them.
     :raises LastTenantAdminError: when it would leave the tenant without an admin.
     """
-    roles = find_roles(session, role_names)
-    if not roles:
-        raise RoleGrantError("Choose at least one role.")
-    check_roles_grantable(actor, user.tenant_id, roles)
-    loses_admin = not any(r.name == TENANT_ADMIN for r in roles)
-    _ensure_admin_remains(session, user, loses_admin=loses_admin)
+    # Decide on what is stored: the caller (a FAB form) may already have put the new
+    # roles on ``user``, and ``actor`` may be ``user``.
+    with session.no_autoflush:
+        roles = find_roles(session, role_names)
+        if not roles:
+            raise RoleGrantError("Choose at least one role.")
+        check_roles_grantable(actor, user.tenant_id, roles, stored_role_names(session, actor.id))
+        loses_admin = not any(r.name == TENANT_ADMIN for r in roles)
+        _ensure_admin_remains(session, user, loses_admin=loses_admin)
     user.roles = roles
     user.changed_by_fk = actor.id
 

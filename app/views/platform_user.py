@@ -12,6 +12,7 @@ from typing import Any
 from flask import g
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.security.views import UserDBModelView
+from flask_appbuilder.security.views import UserStatsChartView as FabUserStatsChartView
 from flask_security import hash_password
 from wtforms import StringField
 from wtforms.validators import ValidationError as WTFormsValidationError
@@ -21,7 +22,7 @@ from app.models.user import AppUser
 from app.services import users
 from app.services.exceptions import RoleGrantError
 from app.services.phones import normalize_phone
-from app.tenancy import TenantScopedMixin
+from app.tenancy import TenantModelView, TenantScopedMixin
 from app.views._format import USER_FORMATTERS
 from app.views._forms import ServiceValidator
 
@@ -36,7 +37,7 @@ def _roles_fit_tenant(form, field) -> None:
         ) from exc
 
 
-class PlatformUserModelView(TenantScopedMixin, UserDBModelView):
+class PlatformUserModelView(TenantModelView, UserDBModelView):
     route_base = "/users"
     list_columns = [
         "first_name",
@@ -106,11 +107,6 @@ class PlatformUserModelView(TenantScopedMixin, UserDBModelView):
         "phone": [ServiceValidator(lambda v: normalize_phone(v), optional=True)],
     }
 
-    def __init__(self, **kwargs: Any) -> None:
-        self.base_filters = list(self.base_filters or [])
-        self._scope_tenant()
-        super().__init__(**kwargs)
-
     def pre_add(self, item: AppUser) -> None:
         item.username = item.email
         item.password = hash_password(item.password)
@@ -119,3 +115,13 @@ class PlatformUserModelView(TenantScopedMixin, UserDBModelView):
     def pre_update(self, item: AppUser) -> None:
         item.username = item.email
         super().pre_update(item)
+
+
+class UserStatsChartView(TenantScopedMixin, FabUserStatsChartView):
+    """FAB's "User's Statistics" (same name, route and permission), tenant-scoped like
+    every view over users."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.base_filters = list(self.base_filters or [])
+        self._scope_tenant()
+        super().__init__(**kwargs)

@@ -27,6 +27,13 @@ def _unique_email(form, field) -> None:
         raise WTFormsValidationError("A user with this email already exists.")
 
 
+def _known_choices(form, field) -> None:
+    # FAB's QuerySelectMultipleField silently drops ids outside its query (e.g. a crafted
+    # platform role id); refuse the whole submission instead.
+    if getattr(field, "_invalid_formdata", False):
+        raise WTFormsValidationError("Not a valid choice.")
+
+
 def _normalise_email(value: str) -> str:
     return users.validate_person(value, "x", "x", None)["email"]
 
@@ -99,6 +106,7 @@ class TeamModelView(TenantModelView):
     validators_columns = {
         "email": [ServiceValidator(_normalise_email), _unique_email],
         "phone": [ServiceValidator(lambda v: normalize_phone(v), optional=True)],
+        "roles": [_known_choices],
     }
     add_form_query_rel_fields = edit_form_query_rel_fields = {
         "roles": [["name", FilterInFunction, users.tenant_role_names]],
@@ -122,7 +130,12 @@ class TeamModelView(TenantModelView):
         flash(f"Invitation sent to {item.email}.", "info")
 
     def pre_update(self, item: AppUser) -> None:
-        users.set_roles(db.session, g.user, item, [r.name for r in item.roles])
+        # The form already wrote the new roles; the service decides on what is stored.
+        try:
+            users.set_roles(db.session, g.user, item, [r.name for r in item.roles])
+        except WofficeError:
+            db.session.rollback()  # FAB only flashes: drop the form's other changes too
+            raise
 
     @action(
         "deactivate",

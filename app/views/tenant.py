@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect
-from flask_appbuilder import ModelView, action
+from flask_appbuilder import action
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from wtforms import SelectField
 from wtforms.validators import DataRequired
@@ -14,6 +14,7 @@ from app.services import tenants
 from app.services.exceptions import ValidationError
 from app.services.gst_states import state_choices
 from app.services.phones import normalize_phone
+from app.tenancy import TenantModelView
 from app.views._format import ist
 from app.views._forms import ServiceValidator
 
@@ -22,8 +23,12 @@ def _gstin_for_form(value, form):
     return tenants.normalize_gstin(value, form.state_code.data)
 
 
-class TenantsView(ModelView):
-    """Platform view over `Tenant` (a tenant user never has this permission)."""
+class TenantsView(TenantModelView):
+    """Platform view over `Tenant` (a tenant user never has this permission).
+
+    Tenant-scoped all the same (a tenant would see only its own row): the tenancy test
+    requires it of every view over a tenant-bound model.
+    """
 
     datamodel = SQLAInterface(Tenant)
     class_permission_name = "Tenants"

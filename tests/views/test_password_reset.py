@@ -10,37 +10,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-import pytest
-from flask.testing import FlaskClient
-
 from app.extensions import db
 from app.services.demo import DEMO_PASSWORD
 
 USER = "owner@acme.example"
 NEW_PASSWORD = "brand-new-pass-2026"
-
-
-class RequestContextClient(FlaskClient):
-    """A test client giving every request its own app context, as in production.
-
-    pytest-flask keeps one request context pushed for the whole test, so Flask would
-    reuse its app context and ``g`` for every request: Flask-Login's cached user would
-    leak from one request into the next (e.g. /change would still see the anonymous
-    user of an earlier request).
-    """
-
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
-
-
-@pytest.fixture
-def client(app):
-    app.test_client_class = RequestContextClient
-    try:
-        yield app.test_client()
-    finally:
-        app.test_client_class = None
 
 
 def flashes(html: str) -> list[str]:

@@ -15,8 +15,6 @@ import re
 import struct
 import time
 
-import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
@@ -24,29 +22,6 @@ from app.models import LoginEvent
 
 TENANT_USER = "agent@acme.example"
 STAFF_USER = "compliance@xigmapro.example"
-
-
-class RequestContextClient(FlaskClient):
-    """A test client giving every request its own app context, as in production.
-
-    pytest-flask keeps one request context pushed for the whole test, so Flask would
-    reuse its app context and ``g`` for every request: Flask-Login's cached user and
-    FST's per-request attributes (the "fresh login" time checked by /tf-setup and
-    /mf-recovery-codes) would leak from one request into the next.
-    """
-
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
-
-
-@pytest.fixture
-def client(app):
-    app.test_client_class = RequestContextClient
-    try:
-        yield app.test_client()
-    finally:
-        app.test_client_class = None
 
 
 # ------------------------------------------------------------------------ helpers

@@ -1,0 +1,119 @@
+"""Each role sees exactly its menus, and a denied URL answers 403 (or the login page)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+SECURITY_MENU = {
+    "List Users",
+    "List Roles",
+    "List Groups",
+    "User's Statistics",
+    "Base Permissions",
+    "Views/Menus",
+    "Permission on Views/Menus",
+}
+
+EXPECTED_MENUS = {
+    "admin@xigmapro.example": SECURITY_MENU | {"Tenants"},
+    "billing@xigmapro.example": {"Tenants"},
+    "compliance@xigmapro.example": {"Tenants"},
+    "owner@acme.example": {"Team"},
+    "agent@acme.example": set(),
+    "owner@bharatfoods.example": {"Team"},
+    "agent@bharatfoods.example": set(),
+}
+
+
+def navbar_items(page: str) -> dict[str, str]:
+    """Menu item label -> href of the main navbar (not the user menu on the right)."""
+    start = page.index('<ul class="nav navbar-nav">')
+    end = page.index('<ul class="nav navbar-nav navbar-right">', start)
+    items = {}
+    for href, label in re.findall(
+        r'<a tabindex="-1" href="([^"]*)">(.*?)</a>', page[start:end], re.S
+    ):
+        text = html.unescape(re.sub(r"<[^>]+>", "", label)).strip()
+        items[text] = href
+    return items
+
+
+@pytest.mark.parametrize("email", sorted(EXPECTED_MENUS))
+def test_each_role_sees_exactly_its_menus(client, login, email):
+    assert login(email).status_code == 302
+    response = client.get("/")
+    assert response.status_code == 200
+    items = navbar_items(response.get_data(as_text=True))
+    assert set(items) == EXPECTED_MENUS[email]
+
+
+@pytest.mark.parametrize("email", sorted(EXPECTED_MENUS))
+def test_every_menu_item_shown_opens(client, login, email):
+    """No menu link leads to a refusal: what is shown is allowed."""
+    login(email)
+    items = navbar_items(client.get("/").get_data(as_text=True))
+    for label, href in items.items():
+        assert client.get(href).status_code == 200, (label, href)
+    assert len(items) == len(EXPECTED_MENUS[email])
+
+
+def test_platform_admin_does_not_see_the_tenant_team_screen(client, login):
+    login("admin@xigmapro.example")
+    page = client.get("/").get_data(as_text=True)
+    assert "Team" not in navbar_items(page)
+    assert 'href="/team/list/"' not in page
+    assert client.get("/team/list/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("email", "method", "url"),
+    [
+        ("agent@acme.example", "get", "/team/list/"),
+        ("agent@acme.example", "get", "/team/add"),
+        ("agent@acme.example", "get", "/tenants/list/"),
+        ("agent@acme.example", "get", "/users/list/"),
+        ("owner@acme.example", "get", "/tenants/list/"),
+        ("owner@acme.example", "get", "/tenants/add"),
+        ("owner@acme.example", "get", "/users/list/"),
+        ("owner@acme.example", "get", "/roles/list/"),
+        ("owner@acme.example", "get", "/userstatschartview/chart/"),
+        ("owner@acme.example", "get", "/team/delete/1"),
+        ("billing@xigmapro.example", "get", "/tenants/add"),
+        ("billing@xigmapro.example", "post", "/tenants/add"),
+        ("billing@xigmapro.example", "get", "/users/list/"),
+        ("billing@xigmapro.example", "get", "/team/list/"),
+        ("compliance@xigmapro.example", "get", "/tenants/add"),
+        ("compliance@xigmapro.example", "get", "/roles/list/"),
+        ("admin@xigmapro.example", "get", "/team/add"),
+    ],
+)
+def test_a_denied_url_answers_403_when_logged_in(client, login, csrf_token, email, method, url):
+    login(email)
+    if method == "post":
+        response = client.post(url, data={"csrf_token": csrf_token("/account/"), "name": "X"})
+    else:
+        response = client.get(url)
+    assert response.status_code == 403
+
+
+def test_read_only_staff_can_list_and_show_tenants_but_not_edit(client, login, tenant_a):
+    for email in ("billing@xigmapro.example", "compliance@xigmapro.example"):
+        login(email)
+        assert client.get("/tenants/list/").status_code == 200
+        assert client.get(f"/tenants/show/{tenant_a.id}").status_code == 200
+        assert client.get(f"/tenants/edit/{tenant_a.id}").status_code == 403
+        assert client.get("/tenants/add").status_code == 403
+        login.logout()
+
+
+@pytest.mark.parametrize("url", ["/team/list/", "/tenants/list/", "/tenants/add", "/users/list/"])
+def test_a_protected_url_sends_an_anonymous_visitor_to_login(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert "login" in response.headers["Location"]
+    final = client.get(url, follow_redirects=True)
+    assert final.request.path == "/login"
+    assert final.status_code == 200
