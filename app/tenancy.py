@@ -205,6 +205,16 @@ def _rel_field_filters(datamodel: Any) -> dict[str, list]:
     return filters
 
 
+class _CopyingValidators(dict):
+    """FAB appends its built-in validators to the list it gets for a column; handing out
+    copies keeps the add and edit forms from appending to one shared list (which showed
+    every built-in error twice)."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = super().get(key, default)
+        return list(value) if isinstance(value, list) else value
+
+
 class TenantScopedMixin:
     """Shared by the tenant base view and API: filters, stamping, scoped dropdowns."""
 
@@ -212,6 +222,9 @@ class TenantScopedMixin:
     base_filters: list
 
     def _scope_tenant(self) -> None:
+        self.validators_columns = _CopyingValidators(
+            getattr(self, "validators_columns", None) or {}
+        )
         self.base_filters = [["tenant_id", FilterTenantScope, None], *self.base_filters]
         rel_filters = _rel_field_filters(self.datamodel)
         for attr in (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, g, redirect, url_for
+from flask import current_app, flash, g, redirect, url_for
 from flask_appbuilder import action
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.models.sqla.filters import FilterInFunction
@@ -27,11 +27,15 @@ def _unique_email(form, field) -> None:
         raise WTFormsValidationError("A user with this email already exists.")
 
 
-def _known_choices(form, field) -> None:
+def _roles_chosen(form, field) -> None:
     # FAB's QuerySelectMultipleField silently drops ids outside its query (e.g. a crafted
-    # platform role id); refuse the whole submission instead.
+    # platform role id): refuse the whole submission instead. (Not DataRequired: it
+    # clears the errors raised before it.)
+    chosen = field.data  # resolving the data is what flags unknown ids
     if getattr(field, "_invalid_formdata", False):
         raise WTFormsValidationError("Not a valid choice.")
+    if not chosen:
+        raise WTFormsValidationError("Choose at least one role.")
 
 
 def _normalise_email(value: str) -> str:
@@ -56,6 +60,8 @@ class TeamModelView(TenantModelView):
     add_title = "Invite a team member"
     edit_title = "Edit team member"
     base_permissions = ["can_list", "can_show", "can_add", "can_edit"]
+    add_row_message = "Team member added."
+    edit_row_message = "Team member saved."
     base_order = ("first_name", "asc")
 
     list_columns = [
@@ -106,7 +112,7 @@ class TeamModelView(TenantModelView):
     validators_columns = {
         "email": [ServiceValidator(_normalise_email), _unique_email],
         "phone": [ServiceValidator(lambda v: normalize_phone(v), optional=True)],
-        "roles": [_known_choices],
+        "roles": [_roles_chosen],
     }
     add_form_query_rel_fields = edit_form_query_rel_fields = {
         "roles": [["name", FilterInFunction, users.tenant_role_names]],
@@ -126,8 +132,16 @@ class TeamModelView(TenantModelView):
         item.created_by_fk = item.changed_by_fk = g.user.id
 
     def post_add(self, item: AppUser) -> None:
-        send_invitation(item, g.user)
-        flash(f"Invitation sent to {item.email}.", "info")
+        try:
+            send_invitation(item, g.user)
+            flash(f"Invitation sent to {item.email}.", "info")
+        except Exception:  # noqa: BLE001 - the member exists; say how to retry
+            current_app.logger.exception("invitation email for user %s failed", item.id)
+            flash(
+                f"{item.email} was added, but the invitation email could not be sent. "
+                "Select them and use Actions → Resend invitation.",
+                "warning",
+            )
 
     def pre_update(self, item: AppUser) -> None:
         # The form already wrote the new roles; the service decides on what is stored.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect
 from flask_appbuilder import action
+from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from wtforms import SelectField
 from wtforms.validators import DataRequired
@@ -92,7 +93,15 @@ class TenantsView(TenantModelView):
         "created_at": "Created",
         "updated_at": "Updated",
     }
-    formatters_columns = {"created_at": ist, "updated_at": ist}
+    formatters_columns = {
+        "created_at": ist,
+        "updated_at": ist,
+        "status": lambda status: str(status).title() if status else "",
+    }
+    # No hard delete: a tenant leaves through "closing" and the deletion job.
+    base_permissions = ["can_list", "can_show", "can_add", "can_edit"]
+    add_row_message = "Tenant created."
+    edit_row_message = "Tenant saved."
     description_columns = {
         "gstin": "Optional. Its first two digits must match the GST state.",
         "contact_phone": "Any format; stored as +91XXXXXXXXXX.",
@@ -100,10 +109,14 @@ class TenantsView(TenantModelView):
     }
     add_form_extra_fields = edit_form_extra_fields = {
         "state_code": SelectField(
-            "GST state", choices=state_choices(), validators=[DataRequired()]
+            "GST state",
+            choices=state_choices(),
+            validators=[DataRequired()],
+            widget=Select2Widget(),
         ),
         "status": SelectField(
             "Status",
+            widget=Select2Widget(),
             choices=[(s.value, s.value.title()) for s in TenantStatus],
             default=TenantStatus.trial.value,
         ),

@@ -1,0 +1,161 @@
+"""End-to-end journeys in Chromium against the live server (P22: only 127.0.0.1)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from app.services.demo import DEMO_PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+INVITATION_LINK = r"http://127\.0\.0\.1:\d+/invitation/[A-Za-z0-9._-]+"
+
+
+def log_in(page: Page, email: str, password: str = DEMO_PASSWORD) -> None:
+    page.goto("/login")
+    page.get_by_label("Email Address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    page.wait_for_load_state()  # the menus need their scripts
+
+
+def form_row(page: Page, field_id: str):
+    """The row of a FAB form that holds the input ``#field_id`` (label, input, errors)."""
+    return page.locator("#model_form tr").filter(has=page.locator(f"#{field_id}"))
+
+
+def wait_for_mail(mailbox, address: str, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while not mailbox.to(address) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return mailbox.last_to(address)
+
+
+def test_tenant_admin_invites_an_agent_who_sets_a_password(browse, live_server):
+    page = browse.new_page()
+    log_in(page, "owner@acme.example")
+    expect(page.locator("body")).to_contain_text("Welcome, Rohan")
+
+    page.get_by_role("link", name="Business").click()
+    page.get_by_role("link", name=re.compile(r"\bTeam$")).click()
+    expect(page).to_have_url(re.compile(r"/team/list/"))
+    expect(page.locator("table.table-bordered")).to_contain_text("agent@acme.example")
+
+    page.get_by_role("link", name="Add").click()
+    expect(page).to_have_url(re.compile(r"/team/add$"))
+    expect(page.locator(".panel-title, .panel-heading").first).to_contain_text(
+        "Invite a team member"
+    )
+    page.locator("#first_name").fill("Neha")
+    page.locator("#last_name").fill("Kulkarni")
+    page.locator("#email").fill("neha.kulkarni@acme.example")
+    page.locator("#phone").fill("+91 98450 12345")
+    # Roles is a select2 widget: type into its search box and pick the match.
+    form_row(page, "roles").locator(".select2-search__field").click()
+    page.keyboard.type("Agent")
+    page.locator(".select2-results__option", has_text=re.compile(r"^Agent$")).click()
+    expect(page.locator("#roles")).to_have_values(
+        [page.locator("#roles option", has_text="Agent").get_attribute("value")]
+    )
+    page.get_by_role("button", name="Save").click()
+
+    expect(page).to_have_url(re.compile(r"/team/list/"))
+    expect(page.locator("body")).to_contain_text("Invitation sent to neha.kulkarni@acme.example")
+    row = page.locator("table.table-bordered tr", has_text="neha.kulkarni@acme.example")
+    expect(row).to_contain_text("Neha")
+    expect(row).to_contain_text("Kulkarni")
+    expect(row).to_contain_text("Agent")
+
+    message = wait_for_mail(live_server.mailbox, "neha.kulkarni@acme.example")
+    assert "Acme Traders" in str(message["Subject"])
+    link = live_server.mailbox.link_in(message, INVITATION_LINK)
+    assert link.startswith(live_server.url + "/invitation/")
+
+    # The invitee opens the link in a browser that has never signed in.
+    invitee = browse.new_page()
+    invitee.goto(link)
+    expect(invitee.locator("h1")).to_have_text("Welcome to Woffice")
+    expect(invitee.locator("body")).to_contain_text("neha.kulkarni@acme.example")
+    expect(invitee.locator("body")).to_contain_text("Acme Traders")
+    invitee.locator("#password").fill("neha-secret-2026")
+    invitee.locator("#password_confirm").fill("neha-secret-2026")
+    invitee.locator("#age_confirm").check()
+    invitee.get_by_role("button", name="Set password and sign in").click()
+
+    expect(invitee).to_have_url(re.compile(r"/$"))
+    expect(invitee.locator("body")).to_contain_text("Your password is set")
+    expect(invitee.locator("body")).to_contain_text("Welcome, Neha")
+    expect(invitee.get_by_text(re.compile(r"^\s*Acme Traders\s*·\s*Agent\s*$"))).to_be_visible()
+    expect(invitee.locator(".navbar")).to_contain_text("Neha Kulkarni")
+    browse.screenshot(invitee, "invitee-signed-in")
+
+    # The link works once.
+    invitee.goto(link)
+    expect(invitee.locator("#invitation-error")).to_be_visible()
+
+    browse.assert_all_requests_local()
+
+
+TENANT = {
+    "name": "Karnataka Spices",
+    "legal_name": "Karnataka Spices Private Limited",
+    "slug": "karnataka-spices",
+    "contact_email": "accounts@karnatakaspices.example",
+    "contact_phone": "+91 98765 43210",
+    "gstin": "29AABCA1234F1Z5",
+    "address_line1": "42 Residency Road",
+    "address_line2": "Ashok Nagar",
+    "city": "Bengaluru",
+    "postal_code": "560025",
+}
+
+
+def test_platform_admin_creates_a_tenant_and_sees_gstin_state_errors(browse):
+    page = browse.new_page()
+    log_in(page, "admin@xigmapro.example")
+    expect(page.locator("body")).to_contain_text("Welcome, Asha")
+
+    page.goto("/tenants/list/")
+    page.get_by_role("link", name="Add").click()
+    expect(page).to_have_url(re.compile(r"/tenants/add$"))
+    for field_id, value in TENANT.items():
+        page.locator(f"#{field_id}").fill(value)
+    page.locator("#status").select_option("active")
+    page.locator("#state_code").select_option("27")  # Maharashtra: not the GSTIN's state
+    page.get_by_role("button", name="Save").click()
+
+    # Refused: the error sits next to the GSTIN field and nothing typed is lost.
+    expect(page).to_have_url(re.compile(r"/tenants/add$"))
+    gstin_row = form_row(page, "gstin")
+    expect(gstin_row).to_contain_text(
+        "GSTIN 29AABCA1234F1Z5 is registered in state 29 (Karnataka), "
+        "but the billing state is 27 (Maharashtra)."
+    )
+    expect(form_row(page, "name")).not_to_contain_text("registered in state")
+    for field_id, value in TENANT.items():
+        if field_id == "contact_phone":  # shown as stored, same number
+            expect(page.locator("#contact_phone")).to_have_value(
+                re.compile(r"^\+91 ?98765 ?43210$")
+            )
+        else:
+            expect(page.locator(f"#{field_id}")).to_have_value(value)
+    expect(page.locator("#status")).to_have_value("active")
+    expect(page.locator("#state_code")).to_have_value("27")
+    browse.screenshot(page, "gstin-state-error")
+
+    page.locator("#state_code").select_option("29")  # Karnataka
+    page.get_by_role("button", name="Save").click()
+
+    expect(page).to_have_url(re.compile(r"/tenants/list/"))
+    row = page.locator("table.table-bordered tr", has_text="karnataka-spices")
+    expect(row).to_contain_text("Karnataka Spices")
+    expect(row).to_contain_text("Karnataka")
+    expect(row).to_contain_text("accounts@karnatakaspices.example")
+    expect(row).to_contain_text(re.compile("active", re.IGNORECASE))
+
+    browse.assert_all_requests_local()
