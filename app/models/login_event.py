@@ -13,6 +13,7 @@ from app.models.mixins import utcnow
 
 class LoginEvent(db.Model):
     __tablename__ = "login_event"
+    __audit__ = False  # logins are audited as auth events, not as row inserts
     __table_args__ = (
         Index("ix_login_event_identity_at", "identity_hash", "occurred_at"),
         Index("ix_login_event_ip_at", "ip", "occurred_at"),
