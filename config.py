@@ -64,6 +64,7 @@ WOFFICE_ROLES: dict[str, dict] = {
             (_READ, r"Tenants"),
             (r"menu_access", r"Platform"),
             (r".*", r"Privacy.*|Audit.*|Export.*|Deletion.*|Compliance|SubProcessor.*"),
+            (r".*", r"LoginActivity|Login activity"),
             (r".*", r"MyAccountView|My Account"),
         ],
     },
@@ -72,6 +73,7 @@ WOFFICE_ROLES: dict[str, dict] = {
         "description": "Runs one business: its team, contacts, conversations, settings.",
         "permissions": [
             (r".*", r"TeamModelView|Team"),
+            (r".*", r"Audit|Audit trail|LoginActivity|Login activity"),
             (r".*", r"Contact.*|Tag.*|Conversation.*|Message.*|Template.*|Campaign.*"),
             (r".*", r"MyAccountView|My Account|TenantSettingsView|Settings|Business"),
         ],
@@ -127,6 +129,9 @@ class BaseConfig:
     REMEMBER_COOKIE_SAMESITE = "Lax"
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
     HSTS_ENABLED = False
+
+    # --- request limits (P12): larger request bodies are refused with a 413 page ------
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH_MB", "5")) * 1024 * 1024
 
     # --- Flask-Security-Too ----------------------------------------------------------
     SECURITY_PASSWORD_SALT = os.environ.get("SECURITY_PASSWORD_SALT")
@@ -245,6 +250,8 @@ class ProductionConfig(BaseConfig):
     """Real deployments: every secret from the environment, cookies Secure, HSTS on."""
 
     ENV_NAME = "production"
+    # Never echo statement parameters (secrets, personal data) into error messages/logs.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "hide_parameters": True}
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     HSTS_ENABLED = True

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -33,8 +34,10 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     from app.cli import register_cli
     from app.extensions import appbuilder, csrf, db, mail, migrate
     from app.security import init_security
+    from app.services import audit
     from app.tenancy import enter_request_scope, install_orm_guards, leave_request_scope
     from app.views import register_views
+    from app.views.audit import register_audit_hooks
     from app.views.public import health, invitation
 
     db.init_app(app)
@@ -42,6 +45,7 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     mail.init_app(app)
     csrf.init_app(app)
     install_orm_guards(db.session.session_factory.class_)
+    audit.install(db.session.session_factory.class_)
     with app.app_context():
         jobs.init_app(app)
         init_security(app)  # FST first: FAB reuses its login manager
@@ -53,6 +57,7 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     csrf.exempt(health)
     app.before_request(enter_request_scope)
     app.teardown_request(leave_request_scope)
+    register_audit_hooks(app)
     _register_template_helpers(app, appbuilder)
     _register_error_pages(app)
     _register_security_headers(app)
@@ -97,9 +102,10 @@ def _register_error_pages(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if exc.code is None or exc.code < 400:  # redirects (e.g. trailing slash)
             return exc
+        message = _too_large_message(app) if exc.code == 413 else exc.description
         if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-            return {"message": exc.description, "status": exc.code}, exc.code
-        return _error_page(exc.code or 500, exc.description or exc.name)
+            return {"message": message, "status": exc.code}, exc.code
+        return _error_page(exc.code or 500, message or exc.name)
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
@@ -112,13 +118,30 @@ def _register_error_pages(app: Flask) -> None:
         )
 
 
+def _too_large_message(app: Flask) -> str:
+    limit = app.config.get("MAX_CONTENT_LENGTH")
+    sent = request.content_length
+    if limit and (sent is None or sent > limit):
+        return (
+            f"What you sent is larger than this site accepts (at most "
+            f"{limit / (1024 * 1024):g} MiB). Use a smaller file and try again."
+        )
+    # Within MAX_CONTENT_LENGTH, Flask refuses a single text field over MAX_FORM_MEMORY_SIZE.
+    return "One of the fields you sent is too long. Shorten it and try again."
+
+
 def _error_page(code: int, message: str):
+    # An error raised before FAB's before_request (e.g. CSRF) leaves g.user unset, which
+    # FAB's navbar needs.
+    if "user" not in g:
+        g.user = current_user
     titles = {
         400: "Bad request",
         403: "Not allowed",
         404: "Not found",
         405: "Not allowed",
         410: "Gone",
+        413: "Too large",
         429: "Too many requests",
         500: "Server error",
     }
@@ -128,17 +151,7 @@ def _error_page(code: int, message: str):
 
 
 def _register_security_headers(app: Flask) -> None:
-    @app.after_request
-    def security_headers(response):
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-            "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'",
-        )
-        if app.config.get("HSTS_ENABLED"):
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        return response
+    # CSP with a per-request script nonce, nosniff, no framing, Referrer-Policy, HSTS.
+    from app.web_security import init_web_security
+
+    init_web_security(app)

@@ -1,4 +1,4 @@
-"""`flask woffice ...` commands: roles sync, demo data, worker."""
+"""`flask woffice ...` commands: roles sync, demo data, worker, key rotation."""
 
 from __future__ import annotations
 
@@ -34,6 +34,19 @@ def seed_demo_command() -> None:
     click.echo(f"demo data ready ({created} new rows); every demo password is demo-pass-2026")
 
 
+@woffice.command("audit-verify")
+def audit_verify_command() -> None:
+    """Walk every audit hash chain; report the first broken link of each (exit 1 if any)."""
+    from app.services.audit import verify_chains
+
+    checked, problems = verify_chains(db.session)
+    for problem in problems:
+        click.echo(f"BROKEN {problem}", err=True)
+    if problems:
+        click.get_current_context().exit(1)
+    click.echo(f"audit trail intact: {checked} events verified")
+
+
 @woffice.command("worker")
 @click.argument("queues", nargs=-1)
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
@@ -50,6 +63,58 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     names = queues or QUEUES
     worker = Worker([get_queue(n) for n in names], connection=conn, serializer=JSONSerializer)
     worker.work(burst=burst, with_scheduler=True)
+
+
+@woffice.command("rotate-keys")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Rows per transaction.",
+)
+def rotate_keys_command(batch_size: int) -> None:
+    """Re-encrypt every stored secret with the first FIELD_ENCRYPTION_KEYS key.
+
+    Commits after each batch; safe to interrupt and run again (values already under the
+    newest key are skipped). Exits with status 1 when some value no key can open.
+    """
+    from app.services.exceptions import EncryptionKeyError
+    from app.services.secrets import rotate_secrets, secret_tables
+
+    tables = secret_tables()
+    click.echo(
+        "encrypted columns: " + ", ".join(f"{t.name}.{c.name}" for t in tables for c in t.columns)
+    )
+    rotated = current = rows = 0
+    unreadable: list[tuple[str, str, object]] = []
+    try:
+        for batch in rotate_secrets(db.session, batch_size=batch_size, tables=tables):
+            db.session.commit()
+            rows += batch.rows
+            rotated += batch.rotated
+            current += batch.current
+            unreadable += batch.unreadable
+            click.echo(
+                f"{batch.table} ids {batch.first_pk}-{batch.last_pk}: {batch.rows} rows, "
+                f"{batch.rotated} re-encrypted, {batch.current} already current"
+                + (f", {len(batch.unreadable)} unreadable" if batch.unreadable else "")
+            )
+    except EncryptionKeyError as exc:
+        db.session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"done: {rows} rows, {rotated} values re-encrypted, {current} already current, "
+        f"{len(unreadable)} unreadable"
+    )
+    if unreadable:
+        for table, column, pk in unreadable:
+            click.echo(f"cannot decrypt {table}.{column} of id {pk} with any key", err=True)
+        click.echo(
+            "Keep the old keys until these are fixed (old key restored or secret re-entered).",
+            err=True,
+        )
+        click.get_current_context().exit(1)
 
 
 def register_cli(app: Flask) -> None:

@@ -26,13 +26,19 @@ from flask_security import (
     hash_password,
     user_authenticated,
 )
-from flask_security.signals import password_changed, password_reset
+from flask_security.signals import (
+    password_changed,
+    password_reset,
+    reset_password_instructions_sent,
+    tf_disabled,
+    tf_profile_changed,
+)
 
 from app.extensions import db, security
 from app.jobs import enqueue
 from app.models.mixins import utcnow
 from app.models.user import AppUser, Role
-from app.services import login_throttle
+from app.services import audit, login_throttle
 from app.services.exceptions import LoginThrottledError
 from app.services.mail import message_payload
 
@@ -150,8 +156,16 @@ class ThrottledLoginForm(LoginForm):
         return False
 
 
+AUTH_ACTIONS = {
+    "ok": "auth.login",
+    "logout": "auth.logout",
+    "throttled": "auth.login_throttled",
+}
+
+
 def _record(identity: str, *, success: bool, outcome: str, user_id: int | None = None) -> None:
-    login_throttle.record_login_event(
+    """Append to the login history (throttling, recent sign-ins) and the audit trail."""
+    event = login_throttle.record_login_event(
         db.session,
         identity=identity,
         ip=request.remote_addr,
@@ -159,6 +173,14 @@ def _record(identity: str, *, success: bool, outcome: str, user_id: int | None =
         success=success,
         outcome=outcome,
         user_id=user_id,
+    )
+    user = db.session.get(AppUser, user_id) if user_id else None
+    audit.record(
+        AUTH_ACTIONS.get(outcome, "auth.login_failed"),
+        user,
+        tenant_id=user.tenant_id if user else None,
+        outcome=outcome,
+        identity_hash=event.identity_hash,
     )
 
 
@@ -189,8 +211,27 @@ def _on_logout(app: Any, user: AppUser, **_: Any) -> None:
         db.session.commit()
 
 
-def _on_password_set(app: Any, user: AppUser, **_: Any) -> None:
+def _on_password_changed(app: Any, user: AppUser, **_: Any) -> None:
     user.password_changed_at = utcnow()
+    audit.record("auth.password_changed", user)
+
+
+def _on_password_reset(app: Any, user: AppUser, **_: Any) -> None:
+    user.password_changed_at = utcnow()
+    audit.record("auth.password_reset", user)
+
+
+def _on_reset_requested(app: Any, user: AppUser, **_: Any) -> None:
+    audit.record("auth.password_reset_requested", user)
+    db.session.commit()  # FST's forgot-password view writes nothing else, so never commits
+
+
+def _on_two_factor_changed(app: Any, user: AppUser, method: str | None = None, **_: Any) -> None:
+    audit.record("auth.2fa_enabled", user, method=method)
+
+
+def _on_two_factor_disabled(app: Any, user: AppUser, **_: Any) -> None:
+    audit.record("auth.2fa_disabled", user)
 
 
 STAFF_2FA_OPEN_ENDPOINTS = {
@@ -230,6 +271,9 @@ def init_security(app: Any) -> None:
     security.init_app(app, datastore, login_form=ThrottledLoginForm)
     user_authenticated.connect(_on_login, app)
     user_logged_out.connect(_on_logout, app)
-    password_changed.connect(_on_password_set, app)
-    password_reset.connect(_on_password_set, app)
+    password_changed.connect(_on_password_changed, app)
+    password_reset.connect(_on_password_reset, app)
+    reset_password_instructions_sent.connect(_on_reset_requested, app)
+    tf_profile_changed.connect(_on_two_factor_changed, app)
+    tf_disabled.connect(_on_two_factor_disabled, app)
     app.before_request(enforce_staff_two_factor)

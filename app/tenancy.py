@@ -32,7 +32,8 @@ from flask_login import current_user
 from sqlalchemy import Select, event, inspect
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
-from app.models.mixins import TenantOwned
+from app.models.audit import AuditEvent
+from app.models.mixins import TenantOwned, audit_name
 from app.models.tenant import Tenant
 
 T = TypeVar("T")
@@ -75,7 +76,7 @@ def leave_request_scope(_exc: BaseException | None = None) -> None:
 
 def is_tenant_owned(model: type) -> bool:
     """True for models whose rows belong to exactly one tenant."""
-    return isinstance(model, type) and issubclass(model, TenantOwned | User | Tenant)
+    return isinstance(model, type) and issubclass(model, TenantOwned | User | Tenant | AuditEvent)
 
 
 def scoped(stmt: Select, model: type, tenant_id: int) -> Select:
@@ -113,6 +114,9 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
             User, lambda cls: cls.__table__.c.tenant_id == tenant_id, include_aliases=True
         ),
         with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
+        with_loader_criteria(
+            AuditEvent, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
+        ),
     )
 
 
@@ -251,11 +255,20 @@ class TenantScopedMixin:
 
 
 class TenantModelView(TenantScopedMixin, ModelView):
-    """Base of every FAB ModelView over a tenant-owned model (enforced by a test)."""
+    """Base of every FAB ModelView over a tenant-owned model (enforced by a test).
+
+    Its show page adds the object's audit history (newest first).
+    """
+
+    show_template = "woffice/show.html"
 
     def __init__(self, **kwargs: Any) -> None:
         self.base_filters = list(self.base_filters or [])
         self._scope_tenant()
+        self.extra_args = {
+            **(self.extra_args or {}),
+            "history_type": audit_name(self.datamodel.obj),
+        }
         super().__init__(**kwargs)
 
     # FAB's action endpoints fetch rows WITHOUT the base filters (and crash on an

@@ -14,8 +14,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, has_app_context
+from rq import get_current_job
 
 from app.extensions import db
+from app.services import audit
 from app.tenancy import tenant_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,14 +45,28 @@ def job(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         tenant_id = kwargs.get("tenant_id")
-        with _app_context(), tenant_scope(tenant_id):
-            try:
-                result = func(*args, **kwargs)
+        rq_job = get_current_job()
+        token = audit.set_job_context(rq_job.id if rq_job else None, kwargs.get("actor_id"))
+        try:
+            with _app_context(), tenant_scope(tenant_id):
+                name = f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
+                audit.record("job.started", job=name, tenant_id=tenant_id)
                 db.session.commit()
-            except Exception:
-                db.session.rollback()
-                current_app.logger.exception("job %s failed", func.__name__)
-                raise
-            return result
+                try:
+                    result = func(*args, **kwargs)
+                    counts = result if isinstance(result, dict) else {}
+                    audit.record("job.finished", job=name, tenant_id=tenant_id, **counts)
+                    db.session.commit()
+                except Exception as exc:
+                    db.session.rollback()
+                    current_app.logger.exception("job %s failed", func.__name__)
+                    audit.record(
+                        "job.failed", job=name, tenant_id=tenant_id, error=type(exc).__name__
+                    )
+                    db.session.commit()
+                    raise
+                return result
+        finally:
+            audit.reset_job_context(token)
 
     return wrapper  # type: ignore[return-value]

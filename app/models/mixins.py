@@ -13,6 +13,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def audit_name(cls: type) -> str:
+    """The object type recorded in audit events: ``__audit_name__`` or the table name."""
+    return getattr(cls, "__audit_name__", None) or cls.__tablename__
+
+
 class Timestamped:
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(

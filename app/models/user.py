@@ -26,6 +26,9 @@ def _no_fst_permissions(self: Role) -> set[str]:
 
 
 Role.get_permissions = _no_fst_permissions  # type: ignore[attr-defined]
+# Rows loaded through FAB's own relationships (e.g. Role.user) are plain `User` objects:
+# declare their personal fields there too, for the audit trail.
+User.__personal_fields__ = ("first_name", "last_name", "email", "username")  # type: ignore[attr-defined]
 
 
 class AppUser(UserMixin, User):

@@ -35,3 +35,11 @@ class InvitationInvalidError(WofficeError):
 
 class LoginThrottledError(WofficeError):
     """Too many failed logins for an account or an address."""
+
+
+class EncryptionKeyError(WofficeError):
+    """FIELD_ENCRYPTION_KEYS is empty or holds a value that is not a Fernet key."""
+
+
+class SecretDecryptionError(WofficeError):
+    """A stored secret cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS."""

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models.mixins import utcnow
 from app.models.user import AppUser, Role, assoc_user_role
+from app.services import audit
 from app.services.exceptions import (
     InvitationInvalidError,
     LastTenantAdminError,
@@ -233,6 +234,8 @@ def set_active(session: Session, actor: AppUser, user: AppUser, active: bool) ->
         raise UserValidationError("You cannot deactivate your own account.", "active")
     if not active:
         _ensure_admin_remains(session, user, loses_admin=True)
+    if user.active != active:
+        audit.record("user.reactivated" if active else "user.deactivated", user, session=session)
     user.active = active
     user.changed_by_fk = actor.id
 

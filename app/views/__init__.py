@@ -8,6 +8,7 @@ from flask_appbuilder import AppBuilder
 def register_views(appbuilder: AppBuilder) -> None:
     """Add every Woffice view and menu entry (called once by the factory)."""
     from app.views.account import MyAccountView
+    from app.views.audit import AuditEventView, LoginActivityView
     from app.views.team import TeamModelView
     from app.views.tenant import TenantsView
 
@@ -25,4 +26,12 @@ def register_views(appbuilder: AppBuilder) -> None:
         category="Business",
         category_icon="fa-briefcase",
     )
+    appbuilder.add_view(
+        AuditEventView,
+        "Audit trail",
+        icon="fa-list-alt",
+        category="Audit",
+        category_icon="fa-shield",
+    )
+    appbuilder.add_view(LoginActivityView, "Login activity", icon="fa-sign-in", category="Audit")
     appbuilder.add_view_no_menu(MyAccountView)

@@ -14,7 +14,7 @@ from app.extensions import db
 from app.jobs import enqueue
 from app.jobs.mail import send_email
 from app.models.user import AppUser
-from app.services import users
+from app.services import audit, users
 from app.services.exceptions import WofficeError
 from app.services.phones import normalize_phone
 from app.tenancy import TenantModelView
@@ -132,6 +132,8 @@ class TeamModelView(TenantModelView):
         item.created_by_fk = item.changed_by_fk = g.user.id
 
     def post_add(self, item: AppUser) -> None:
+        audit.record("user.invited", item)
+        db.session.commit()
         try:
             send_invitation(item, g.user)
             flash(f"Invitation sent to {item.email}.", "info")

@@ -159,3 +159,148 @@ def test_platform_admin_creates_a_tenant_and_sees_gstin_state_errors(browse):
     expect(row).to_contain_text(re.compile("active", re.IGNORECASE))
 
     browse.assert_all_requests_local()
+
+
+# ------------------------------------------------------------- CSP (P12, P22)
+
+# Runs before any page script: records every CSP violation the page reports.
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+    window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || 'inline'}`);
+});
+"""
+
+MENU_PAGES = {
+    "admin@xigmapro.example": [
+        "/",
+        "/tenants/list/",
+        "/tenants/add",
+        "/users/list/",
+        "/account/",
+        "/tf-setup",
+        "/change",
+    ],
+    "owner@acme.example": ["/", "/team/list/", "/team/add", "/account/", "/tf-setup", "/change"],
+}
+
+
+class ScriptProblems:
+    """Console errors, CSP reports and uncaught exceptions of one page."""
+
+    def __init__(self, page: Page):
+        self.page = page
+        self.messages: list[str] = []
+        page.add_init_script(RECORD_CSP_VIOLATIONS)
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.messages.append(f"pageerror: {exc}"))
+
+    def _console(self, message) -> None:
+        text = message.text
+        if message.type == "error" or "Content Security Policy" in text or "Refused to" in text:
+            self.messages.append(f"console {message.type}: {text} ({message.location['url']})")
+
+    def assert_none(self, where: str) -> None:
+        violations = self.page.evaluate("window.__cspViolations || []")
+        assert violations == [], f"CSP violations on {where}: {violations}"
+        assert self.messages == [], f"script problems on {where}: {self.messages}"
+
+
+def assert_fab_scripts_ran(page: Page) -> None:
+    """FAB's scripts (loaded with the nonce) are there: jQuery, Bootstrap, select2, ab.js."""
+    loaded = page.evaluate(
+        "() => ({jquery: typeof window.jQuery, bootstrap: typeof jQuery.fn.dropdown,"
+        " select2: typeof jQuery.fn.select2, filters: typeof window.AdminFilters})"
+    )
+    assert loaded == {
+        "jquery": "function",
+        "bootstrap": "function",
+        "select2": "function",
+        "filters": "function",
+    }
+
+
+@pytest.mark.parametrize("email", list(MENU_PAGES))
+def test_every_menu_page_works_under_the_csp(browse, email):
+    """Every menu page: no CSP violation, no JS error, FAB's widgets work, only 127.0.0.1."""
+    page = browse.new_page()
+    problems = ScriptProblems(page)
+    page.goto("/login")
+    problems.assert_none("/login")
+    log_in(page, email)
+
+    for path in MENU_PAGES[email]:
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        page.wait_for_load_state("load")
+        csp = response.headers["content-security-policy"]
+        assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+        assert_fab_scripts_ran(page)
+        problems.assert_none(path)
+
+    # The navbar dropdowns (Bootstrap's JS) open.
+    page.goto("/")
+    page.locator("#user-menu").click()
+    expect(page.locator("#logout-link")).to_be_visible()
+    problems.assert_none("the user menu")
+
+    if email == "admin@xigmapro.example":
+        search_tenants_by_name(page)
+        problems.assert_none("the tenant search")
+        show_the_authenticator_qr_code(page)
+        problems.assert_none("the 2FA QR code")
+    else:
+        open_the_roles_select2(page)
+        problems.assert_none("the roles box")
+
+    # The CSP really is enforced and a violation would be seen: a script without the
+    # nonce does not run, and the page reports it.
+    ran = page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.__injected = true'; document.head.appendChild(s);"
+        " return window.__injected === true; }"
+    )
+    assert ran is False
+    page.wait_for_function("window.__cspViolations.length > 0")
+    assert page.evaluate("window.__cspViolations")[0].startswith("script-src")
+
+    browse.assert_all_requests_local()
+
+
+def search_tenants_by_name(page: Page) -> None:
+    """FAB's search: open the accordion, add a Name filter (a select2 operator), search."""
+    page.goto("/tenants/list/")
+    page.locator("a.accordion-toggle", has_text="Search").click()
+    page.get_by_role("button", name="Add Filter").click()
+    page.locator("#filter_form a.filter[name='name']").click()
+    row = page.locator("#filter_form table.filters tr").first
+    expect(row).to_contain_text("Business name")
+    row.locator(".select2-selection").click()  # the operator is a select2 box
+    page.locator(".select2-results__option", has_text=re.compile(r"^Contains$")).click()
+    expect(row.locator(".select2-selection")).to_contain_text("Contains")
+    row.locator("input.filter_val").fill("cme Trad")
+    page.locator("#filter_form button[type='submit']").click()
+    expect(page).to_have_url(re.compile(r"_flt_2_name=cme(\+|%20)Trad"))
+    rows = page.locator("table.table-bordered tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Acme Traders")
+
+
+def show_the_authenticator_qr_code(page: Page) -> None:
+    """/tf-setup with the authenticator: the QR code (a data: image) is shown."""
+    page.goto("/tf-setup")
+    page.locator("input[name='setup'][value='authenticator']").check()
+    page.locator("form[name='two_factor_setup_form'] [type='submit']").click()
+    qrcode = page.locator("#qrcode")
+    expect(qrcode).to_be_visible()
+    assert qrcode.get_attribute("src").startswith("data:image/svg+xml")
+    assert qrcode.evaluate("img => img.complete && img.naturalWidth > 0")
+
+
+def open_the_roles_select2(page: Page) -> None:
+    """/team/add: the roles select2 box opens and lists the tenant roles."""
+    page.goto("/team/add")
+    form_row(page, "roles").locator(".select2-selection").click()
+    options = page.locator(".select2-results__option")
+    expect(options.filter(has_text=re.compile(r"^Agent$"))).to_be_visible()
+    expect(options.filter(has_text=re.compile(r"^Tenant Admin$"))).to_be_visible()

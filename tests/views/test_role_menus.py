@@ -17,13 +17,15 @@ SECURITY_MENU = {
     "Permission on Views/Menus",
 }
 
+AUDIT_MENU = {"Audit trail", "Login activity"}
+
 EXPECTED_MENUS = {
-    "admin@xigmapro.example": SECURITY_MENU | {"Tenants"},
+    "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | {"Tenants"},
     "billing@xigmapro.example": {"Tenants"},
-    "compliance@xigmapro.example": {"Tenants"},
-    "owner@acme.example": {"Team"},
+    "compliance@xigmapro.example": AUDIT_MENU | {"Tenants"},
+    "owner@acme.example": AUDIT_MENU | {"Team"},
     "agent@acme.example": set(),
-    "owner@bharatfoods.example": {"Team"},
+    "owner@bharatfoods.example": AUDIT_MENU | {"Team"},
     "agent@bharatfoods.example": set(),
 }
 
