@@ -8,7 +8,7 @@ from flask_appbuilder import AppBuilder
 def register_views(appbuilder: AppBuilder) -> None:
     """Add every Woffice view and menu entry (called once by the factory)."""
     from app.views.account import MyAccountView
-    from app.views.audit import AuditEventView, LoginActivityView
+    from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
     from app.views.team import TeamModelView
     from app.views.tenant import TenantsView
 
@@ -34,4 +34,5 @@ def register_views(appbuilder: AppBuilder) -> None:
         category_icon="fa-shield",
     )
     appbuilder.add_view(LoginActivityView, "Login activity", icon="fa-sign-in", category="Audit")
+    appbuilder.add_api(AuditEventApi)
     appbuilder.add_view_no_menu(MyAccountView)

@@ -20,7 +20,12 @@ from app.models.audit import AuditEvent
 from app.models.login_event import LoginEvent
 from app.models.user import AppUser
 from app.services import audit
-from app.tenancy import FilterTenantScope, TenantModelView, current_tenant_id
+from app.tenancy import (
+    FilterTenantScope,
+    TenantModelRestApi,
+    TenantModelView,
+    current_tenant_id,
+)
 from app.views._format import ist
 
 CSV_COLUMNS = (
@@ -232,3 +237,40 @@ def register_audit_hooks(app: Flask) -> None:
     @app.context_processor
     def audit_helpers():
         return {"audit_history": history, "audit_object_type": audit.object_type}
+
+
+class AuditEventApi(TenantModelRestApi):
+    """Read-only REST access to the audit trail (tenant-scoped like the screen)."""
+
+    datamodel = SQLAInterface(AuditEvent)
+    resource_name = "audit"
+    class_permission_name = "Audit"
+    allow_browser_login = True
+    include_route_methods = {"get", "get_list", "info"}
+    base_order = ("id", "desc")
+    max_page_size = 100
+    list_columns = [
+        "id",
+        "occurred_at",
+        "actor_id",
+        "actor_label",
+        "tenant_id",
+        "action",
+        "object_type",
+        "object_id",
+        "fields",
+        "ip",
+        "request_id",
+        "job_id",
+    ]
+    show_columns = [
+        *list_columns,
+        "changes",
+        "details",
+        "user_agent",
+        "chain",
+        "seq",
+        "prev_hash",
+        "hash",
+    ]
+    search_columns = ["action", "object_type", "object_id", "actor_id", "tenant_id", "occurred_at"]

@@ -109,3 +109,28 @@ def test_login_activity_is_scoped_to_the_tenants_users(client, login, user_by_em
     login("compliance@xigmapro.example")
     page = client.get("/login-activity/list/").get_data(as_text=True)
     assert "bad_password" in page
+
+
+def test_the_audit_api_is_scoped_and_read_only(client, login, tenant_a, tenant_b):
+    _seed_events(tenant_a, tenant_b)
+    login("owner@acme.example")
+    listing = client.get("/api/v1/audit/?q=(page_size:100)")
+    assert listing.status_code == 200
+    result = listing.get_json()["result"]
+    assert result and {row["tenant_id"] for row in result} == {tenant_a.id}
+    b_event = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "test.marker", AuditEvent.tenant_id == tenant_b.id
+        )
+    ).one()
+    assert client.get(f"/api/v1/audit/{b_event.id}").status_code == 404
+    for method in ("post", "put", "delete"):
+        url = "/api/v1/audit/" if method == "post" else f"/api/v1/audit/{b_event.id}"
+        response = getattr(client, method)(url, json={"action": "forged"})
+        assert response.status_code in (404, 405), (method, response.status_code)
+    db.session.expire_all()
+    assert db.session.get(AuditEvent, b_event.id).action == "test.marker"
+
+
+def test_the_audit_api_needs_a_session_or_key(client):
+    assert client.get("/api/v1/audit/").status_code == 401

@@ -1,0 +1,51 @@
+"""Shared set-up for benchmarks: a migrated, seeded PostgreSQL database of their own."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+from flask import Flask
+from flask_migrate import upgrade
+
+from app import create_app
+from app.extensions import appbuilder, db
+from app.services.demo import seed_demo
+from app.services.roles import sync_roles
+from config import TestingConfig
+from tests.conftest import MIGRATIONS, recreate_database
+
+
+class BenchConfig(TestingConfig):
+    SQLALCHEMY_DATABASE_URI = "postgresql+psycopg2://postgres@127.0.0.1:5432/woffice_bench"
+    REDIS_URL = None
+
+
+def bench_app() -> Flask:
+    """A fresh app on a re-created ``woffice_bench`` database with the demo data."""
+    recreate_database(BenchConfig.SQLALCHEMY_DATABASE_URI)
+    app = create_app(BenchConfig)
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+        sync_roles(appbuilder, app.config["WOFFICE_ROLES"])
+        seed_demo(db.session)
+        db.session.commit()
+    return app
+
+
+def timed(fn: Callable[[], object], rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def summary(name: str, samples: list[float]) -> float:
+    """Print median/p95 and return the median in milliseconds."""
+    median = statistics.median(samples) * 1000
+    p95 = sorted(samples)[int(len(samples) * 0.95)] * 1000
+    print(f"{name:<52} median {median:8.3f} ms   p95 {p95:8.3f} ms   n={len(samples)}")
+    return median
