@@ -72,9 +72,14 @@ class AppSecurityManager(SecurityManager):
     security_api = NoPasswordLoginApi
 
     def __init__(self, appbuilder: Any) -> None:
-        from app.views.platform_user import PlatformUserModelView, UserStatsChartView
+        from app.views.platform_user import (
+            PlatformUserModelView,
+            RoleHistoryModelView,
+            UserStatsChartView,
+        )
 
         self.userdbmodelview = PlatformUserModelView
+        self.rolemodelview = RoleHistoryModelView
         self.userstatschartview = UserStatsChartView
         super().__init__(appbuilder)
 

@@ -11,14 +11,14 @@ from typing import Any
 
 from flask import g
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
-from flask_appbuilder.security.views import UserDBModelView
+from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_appbuilder.security.views import UserStatsChartView as FabUserStatsChartView
 from flask_security import hash_password
 from wtforms import StringField
 from wtforms.validators import ValidationError as WTFormsValidationError
 
-from app.models.mixins import utcnow
-from app.models.user import AppUser
+from app.models.mixins import audit_name, utcnow
+from app.models.user import AppUser, Role
 from app.services import users
 from app.services.exceptions import RoleGrantError
 from app.services.phones import normalize_phone
@@ -125,3 +125,10 @@ class UserStatsChartView(TenantScopedMixin, FabUserStatsChartView):
         self.base_filters = list(self.base_filters or [])
         self._scope_tenant()
         super().__init__(**kwargs)
+
+
+class RoleHistoryModelView(RoleModelView):
+    """FAB's role screen with the role's audit history (permission and user changes)."""
+
+    show_template = "woffice/show.html"
+    extra_args = {"history_type": audit_name(Role)}

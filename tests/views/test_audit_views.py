@@ -8,7 +8,7 @@ import io
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEvent
+from app.models import AuditEvent, Role
 from app.services import audit
 
 
@@ -134,3 +134,12 @@ def test_the_audit_api_is_scoped_and_read_only(client, login, tenant_a, tenant_b
 
 def test_the_audit_api_needs_a_session_or_key(client):
     assert client.get("/api/v1/audit/").status_code == 401
+
+
+def test_role_pages_show_their_history(client, login):
+    role = db.session.scalars(select(Role).where(Role.name == "Agent")).one()
+    audit.record("test.role-history", role)
+    db.session.commit()
+    login("admin@xigmapro.example")
+    page = client.get(f"/roles/show/{role.id}").get_data(as_text=True)
+    assert 'id="audit-history"' in page and "test.role-history" in page

@@ -18,7 +18,7 @@ import time
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import LoginEvent
+from app.models import AuditEvent, LoginEvent
 
 TENANT_USER = "agent@acme.example"
 STAFF_USER = "compliance@xigmapro.example"
@@ -280,3 +280,31 @@ def test_staff_are_not_forced_when_the_policy_is_off(app, client, login, monkeyp
     monkeypatch.setitem(app.config, "REQUIRE_2FA_FOR_STAFF", False)
     assert login(STAFF_USER).status_code == 302
     assert client.get("/").status_code == 200
+
+
+def test_enabling_and_removing_two_factor_are_audited(client, login, user_by_email):
+    """P3/P15: turning two-factor on and off are audit events of that user."""
+    key = set_up_authenticator(client, login, TENANT_USER)
+    user = user_by_email(TENANT_USER)
+    enabled = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "auth.2fa_enabled", AuditEvent.object_id == str(user.id)
+        )
+    ).all()
+    assert [e.details["method"] for e in enabled] == ["authenticator"]
+    assert enabled[0].tenant_id == user.tenant_id and enabled[0].ip == "127.0.0.1"
+    assert key not in str(enabled[0].details)
+
+    page = password_step(client, login, TENANT_USER).get_data(as_text=True)
+    done = client.post("/tf-validate", data={"code": totp(key), "csrf_token": page_csrf(page)})
+    assert done.status_code == 302
+    page = client.get("/tf-setup").get_data(as_text=True)
+    assert 'value="disable"' in page
+    client.post("/tf-setup", data={"setup": "disable", "csrf_token": page_csrf(page)})
+    assert fresh(user).tf_primary_method is None
+    disabled = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "auth.2fa_disabled", AuditEvent.object_id == str(user.id)
+        )
+    ).all()
+    assert len(disabled) == 1
