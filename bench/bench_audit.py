@@ -18,7 +18,7 @@ from app.extensions import db
 from app.models import Tenant
 from app.services import audit
 from bench._setup import bench_app, summary, timed
-from tests.conftest import LoginHelper
+from tests.conftest import LoginHelper, tenant_form_data
 
 BLOCKS = 6
 PER_BLOCK = 50
@@ -31,23 +31,7 @@ def main() -> None:
     LoginHelper(client)("admin@xigmapro.example")
     with app.app_context():
         tenant = db.session.scalars(select(Tenant).where(Tenant.slug == "acme")).one()
-        fields = {
-            f: getattr(tenant, f) or ""
-            for f in (
-                "name",
-                "legal_name",
-                "slug",
-                "contact_email",
-                "contact_phone",
-                "gstin",
-                "address_line1",
-                "address_line2",
-                "city",
-                "state_code",
-                "postal_code",
-            )
-        }
-        fields["status"] = tenant.status.value
+        fields = tenant_form_data(tenant)
         url = f"/tenants/edit/{tenant.id}"
     page = client.get(url).get_data(as_text=True)
     token = re.search(r'name="csrf_token"[^>]*?value="([^"]+)"', page).group(1)

@@ -207,6 +207,36 @@ def form_csrf_token(client: FlaskClient, url: str) -> str:
     return match.group(1)
 
 
+TENANT_PARTICULARS = (
+    "name",
+    "legal_name",
+    "slug",
+    "contact_email",
+    "contact_phone",
+    "gstin",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state_code",
+    "postal_code",
+)
+
+
+def tenant_form_data(tenant: Tenant) -> dict[str, str]:
+    """What the tenant edit form submits unchanged: current values, secrets left empty."""
+    data = {k: getattr(tenant, k) or "" for k in TENANT_PARTICULARS}
+    data.update(
+        status=tenant.status.value,
+        wa_phone_number_id=tenant.wa_phone_number_id or "",
+        wa_business_account_id=tenant.wa_business_account_id or "",
+        wa_display_number=tenant.wa_display_number or "",
+        wa_messaging_limit_mps=str(tenant.wa_messaging_limit_mps),
+        new_wa_access_token="",
+        new_wa_app_secret="",
+    )
+    return data
+
+
 @dataclass
 class LoginHelper:
     client: FlaskClient

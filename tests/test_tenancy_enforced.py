@@ -68,4 +68,4 @@ def test_views_over_other_models_are_not_flagged(app):
         for view in appbuilder.baseviews
         if getattr(view, "datamodel", None) is not None and view not in _tenant_bound_views()
     ]
-    assert "RoleModelView" in others
+    assert "RoleHistoryModelView" in others

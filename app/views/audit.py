@@ -68,26 +68,7 @@ class AuditEventView(TenantModelView):
         "tenant_id",
         "ip",
     ]
-    show_columns = [
-        "occurred_at",
-        "actor_id",
-        "actor_label",
-        "tenant_id",
-        "action",
-        "object_type",
-        "object_id",
-        "fields",
-        "changes",
-        "details",
-        "ip",
-        "user_agent",
-        "request_id",
-        "job_id",
-        "chain",
-        "seq",
-        "prev_hash",
-        "hash",
-    ]
+    show_columns = [*audit.HASHED_FIELDS, "hash", "user_agent"]
     search_columns = [
         "occurred_at",
         "actor_id",
@@ -263,14 +244,5 @@ class AuditEventApi(TenantModelRestApi):
         "request_id",
         "job_id",
     ]
-    show_columns = [
-        *list_columns,
-        "changes",
-        "details",
-        "user_agent",
-        "chain",
-        "seq",
-        "prev_hash",
-        "hash",
-    ]
+    show_columns = [*audit.HASHED_FIELDS, "hash", "user_agent"]
     search_columns = ["action", "object_type", "object_id", "actor_id", "tenant_id", "occurred_at"]

@@ -15,7 +15,7 @@ from app.models import AuditEvent, Tenant
 from app.services import audit
 from app.services.identity import hash_identifier
 from app.tenancy import tenant_scope
-from tests.conftest import form_csrf_token
+from tests.conftest import form_csrf_token, tenant_form_data
 
 
 def events(action: str | None = None, **where) -> list[AuditEvent]:
@@ -29,21 +29,7 @@ def events(action: str | None = None, **where) -> list[AuditEvent]:
 
 def edit_tenant(client, tenant, **changes):
     url = f"/tenants/edit/{tenant.id}"
-    fields = [
-        "name",
-        "legal_name",
-        "slug",
-        "contact_email",
-        "contact_phone",
-        "gstin",
-        "address_line1",
-        "address_line2",
-        "city",
-        "state_code",
-        "postal_code",
-    ]
-    data = {f: getattr(tenant, f) or "" for f in fields}
-    data["status"] = tenant.status.value
+    data = tenant_form_data(tenant)
     data.update(changes)
     data["csrf_token"] = form_csrf_token(client, url)
     return client.post(url, data=data)

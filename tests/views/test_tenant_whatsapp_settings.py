@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import Tenant
-from tests.conftest import form_csrf_token
+from tests.conftest import form_csrf_token, tenant_form_data
 
 TOKEN = "EAAGtestAccessTokenQWERTY0123456789abcdefXYZ1a2B"
 NEW_TOKEN = "EAAGrotatedAccessToken9876543210zyxwvuZZ9c3D"
@@ -18,20 +18,6 @@ APP_SECRET = "0123456789abcdef0123456789ab4e5f"
 PHONE_NUMBER_ID = "106540352242922"
 WABA_ID = "102290129340398"
 PLATFORM_ADMIN = "admin@xigmapro.example"
-
-_PARTICULARS = (
-    "name",
-    "legal_name",
-    "slug",
-    "contact_email",
-    "contact_phone",
-    "gstin",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state_code",
-    "postal_code",
-)
 
 
 def edit_url(tenant: Tenant) -> str:
@@ -41,17 +27,7 @@ def edit_url(tenant: Tenant) -> str:
 def post_edit(client, tenant: Tenant, **fields):
     """Submit the edit form as the browser would: the tenant's current values + ``fields``."""
     url = edit_url(tenant)
-    data = {k: getattr(tenant, k) or "" for k in _PARTICULARS}
-    data.update(
-        status=tenant.status.value,
-        wa_phone_number_id=tenant.wa_phone_number_id or "",
-        wa_business_account_id=tenant.wa_business_account_id or "",
-        wa_display_number=tenant.wa_display_number or "",
-        wa_messaging_limit_mps=str(tenant.wa_messaging_limit_mps),
-        new_wa_access_token="",
-        new_wa_app_secret="",
-    )
-    data.update(fields)
+    data = {**tenant_form_data(tenant), **fields}
     data = {k: v for k, v in data.items() if v is not None}  # unticked boxes are absent
     data["csrf_token"] = form_csrf_token(client, url)
     return client.post(url, data=data, follow_redirects=False)
