@@ -253,6 +253,15 @@ def object_type(obj_or_cls: Any) -> str:
     return audit_name(obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls))
 
 
+def object_id(obj: Any) -> str | None:
+    """The primary key as text (also for rows inserted by the flush in progress, which
+    have their key but no identity yet)."""
+    state = inspect(obj)
+    key = state.identity or state.mapper.primary_key_from_instance(obj)
+    values = [v for v in (key or ()) if v is not None]
+    return "-".join(str(v) for v in values) or None
+
+
 def _object_tenant(obj: Any) -> int | None:
     from app.models.tenant import Tenant
 
@@ -280,7 +289,7 @@ def record(
         obj = obj._get_current_object()
     if obj is not None:
         item["object_type"] = object_type(obj)
-        item["object_id"] = str(inspect(obj).identity[0]) if inspect(obj).identity else None
+        item["object_id"] = object_id(obj)
         item["tenant_id"] = _object_tenant(obj)
     if tenant_id is not None:
         item["tenant_id"] = tenant_id
@@ -361,8 +370,7 @@ def _ref(obj: Any) -> str:
     """How a linked row appears in an event: its name, or "type#id" when its text could
     be personal data (e.g. a user's name)."""
     if getattr(type(obj), "__personal_fields__", ()):
-        ident = inspect(obj).identity
-        return f"{object_type(obj)}#{ident[0] if ident else '?'}"
+        return f"{object_type(obj)}#{object_id(obj) or '?'}"
     return str(obj)
 
 
@@ -385,10 +393,9 @@ def _capture(session: Session, _flush_context: Any) -> None:
             fields, changes, extra = _changes(obj, action)
             if action == "update" and not fields:
                 continue
-            ident = inspect(obj).identity
             base = {
                 "object_type": object_type(obj),
-                "object_id": str(ident[0]) if ident else None,
+                "object_id": object_id(obj),
                 "tenant_id": _object_tenant(obj),
             }
             events.append(
