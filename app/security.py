@@ -13,10 +13,11 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from flask import current_app, flash, redirect, request, url_for
+from flask import current_app, flash, g, has_request_context, redirect, request, url_for
 from flask_appbuilder import expose
 from flask_appbuilder.api import BaseApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.security.views import AuthView
 from flask_login import current_user, user_logged_out
 from flask_security import (
@@ -33,6 +34,7 @@ from flask_security.signals import (
     tf_disabled,
     tf_profile_changed,
 )
+from sqlalchemy import select
 
 from app.extensions import db, security
 from app.jobs import enqueue
@@ -82,6 +84,31 @@ class AppSecurityManager(SecurityManager):
         self.rolemodelview = RoleHistoryModelView
         self.userstatschartview = UserStatsChartView
         super().__init__(appbuilder)
+
+    def _has_view_access(self, user: Any, permission_name: str, view_name: str) -> bool:
+        """FAB's check, answered from the user's permissions loaded once per request.
+
+        FAB queries the database for every check (a list page makes ~20: menus, actions,
+        buttons); one query per request gives the same answer. Nothing is cached across
+        requests, so a removed permission takes effect on the next request.
+        """
+        if not has_request_context():
+            return super()._has_view_access(user, permission_name, view_name)
+        cached = g.get("_woffice_permissions")
+        if cached is None or cached[0] != user.id:
+            role_ids = [role.id for role in self.get_user_roles(user)]
+            pv, link = self.permissionview_model, assoc_permissionview_role
+            rows = db.session.execute(
+                select(self.permission_model.name, self.viewmenu_model.name)
+                .select_from(pv)
+                .join(self.permission_model, pv.permission_id == self.permission_model.id)
+                .join(self.viewmenu_model, pv.view_menu_id == self.viewmenu_model.id)
+                .join(link, link.c.permission_view_id == pv.id)
+                .where(link.c.role_id.in_(role_ids))
+            ).all()
+            cached = (user.id, {(perm, view) for perm, view in rows})
+            g._woffice_permissions = cached
+        return (permission_name, view_name) in cached[1]
 
     def create_login_manager(self, app: Any) -> Any:
         """Reuse FST's LoginManager (initialised first) instead of creating a second one."""
