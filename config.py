@@ -82,7 +82,9 @@ WOFFICE_ROLES: dict[str, dict] = {
         "scope": "tenant",
         "description": "Answers the conversations assigned to them; reads contacts.",
         "permissions": [
-            (r".*", r"Conversation.*|Message.*"),
+            # Not can_view_all: an agent sees only the conversations assigned to them.
+            (r"(?!can_view_all$).*", r"Conversation.*|Message.*"),
+            (r"menu_access", r"Business"),
             (_READ, r"Contact.*|Tag.*"),
             (r".*", r"MyAccountView"),
         ],
@@ -179,6 +181,11 @@ class BaseConfig:
     # SECRET_KEY outside production.
     IDENTITY_HASH_KEY = os.environ.get("IDENTITY_HASH_KEY")
     FIELD_ENCRYPTION_KEYS = _env_list("FIELD_ENCRYPTION_KEYS")
+
+    # --- WhatsApp webhooks (reference 4, 6) ------------------------------------------
+    WHATSAPP_VERIFY_TOKEN = os.environ.get("WHATSAPP_VERIFY_TOKEN", "woffice-demo-verify")
+    WHATSAPP_STOP_KEYWORDS = _env_list("WHATSAPP_STOP_KEYWORDS") or ["STOP", "UNSUBSCRIBE"]
+    WHATSAPP_START_KEYWORDS = _env_list("WHATSAPP_START_KEYWORDS") or ["START"]
 
     # --- mail -----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")

@@ -55,6 +55,10 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     app.register_blueprint(invitation)
     app.register_blueprint(health)
     csrf.exempt(health)
+    from app.views.webhooks import whatsapp_webhooks
+
+    app.register_blueprint(whatsapp_webhooks)
+    csrf.exempt(whatsapp_webhooks)
     app.before_request(enter_request_scope)
     app.teardown_request(leave_request_scope)
     register_audit_hooks(app)

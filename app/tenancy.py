@@ -29,7 +29,7 @@ from flask_appbuilder.api import ModelRestApi
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.security.sqla.models import User
 from flask_login import current_user
-from sqlalchemy import Select, event, inspect
+from sqlalchemy import Select, event, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from app.models.audit import AuditEvent
@@ -40,6 +40,9 @@ T = TypeVar("T")
 
 # None = unscoped (platform staff, unscoped CLI); an int = that tenant only.
 _scope: ContextVar[int | None] = ContextVar("woffice_tenant_scope", default=None)
+# Agents without "view all conversations": the user whose conversations (and their
+# messages) are the only ones visible; None = no such restriction.
+_assignee: ContextVar[int | None] = ContextVar("woffice_conversation_assignee", default=None)
 
 
 class TenantIsolationError(RuntimeError):
@@ -65,6 +68,32 @@ def enter_request_scope() -> None:
     """before_request: scope the request to the logged-in user's tenant."""
     tenant_id = getattr(current_user, "tenant_id", None) if current_user else None
     g._tenant_scope_token = _scope.set(tenant_id)
+    assignee = None
+    if tenant_id is not None and not can_view_all_conversations():
+        assignee = current_user.id
+    g._assignee_scope_token = _assignee.set(assignee)
+
+
+def can_view_all_conversations() -> bool:
+    """The current user's roles grant "view all conversations" (agents' do not)."""
+    if "user" not in g:  # FAB's has_access reads g.user (set by its before_request)
+        g.user = current_user
+    return bool(current_app.appbuilder.sm.has_access("can_view_all", "Conversations"))
+
+
+def conversation_assignee_scope() -> int | None:
+    """The user id conversations are restricted to in this request (None: all)."""
+    return _assignee.get()
+
+
+@contextmanager
+def assignee_scope(user_id: int | None) -> Iterator[None]:
+    """Run the block seeing only ``user_id``'s conversations (None: no restriction)."""
+    token = _assignee.set(user_id)
+    try:
+        yield
+    finally:
+        _assignee.reset(token)
 
 
 def leave_request_scope(_exc: BaseException | None = None) -> None:
@@ -72,6 +101,9 @@ def leave_request_scope(_exc: BaseException | None = None) -> None:
     token = g.pop("_tenant_scope_token", None)
     if token is not None:
         _scope.reset(token)
+    token = g.pop("_assignee_scope_token", None)
+    if token is not None:
+        _assignee.reset(token)
 
 
 def is_tenant_owned(model: type) -> bool:
@@ -118,6 +150,20 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
             AuditEvent, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
         ),
     )
+    assignee = _assignee.get()
+    if assignee is not None:
+        from app.models.conversation import Conversation, Message
+
+        # Plain expressions (not lambdas): the assignee is a bound parameter.
+        mine = select(Conversation.id).where(Conversation.assignee_id == assignee)
+        state.statement = state.statement.options(
+            with_loader_criteria(
+                Conversation, Conversation.assignee_id == assignee, include_aliases=True
+            ),
+            with_loader_criteria(
+                Message, Message.conversation_id.in_(mine.scalar_subquery()), include_aliases=True
+            ),
+        )
 
 
 def _row_tenant(obj: Any) -> tuple[bool, int | None]:

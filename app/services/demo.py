@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.models.mixins import utcnow
 from app.models.tenant import Tenant, TenantStatus
 from app.models.user import AppUser, Role
+from app.services.demo_contacts import apply_demo_whatsapp, seed_demo_contacts
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - documented demo credential
 
@@ -63,6 +64,7 @@ def seed_demo(session: Session) -> int:
             session.add(tenant)
             created += 1
         tenants[spec["slug"]] = tenant
+        apply_demo_whatsapp(tenant)  # before the insert: part of the tenant's creation
     session.flush()
     for email, first, last, role_name, tenant_slug in DEMO_USERS:
         if session.scalars(select(AppUser).where(AppUser.email == email)).first():
@@ -82,4 +84,86 @@ def seed_demo(session: Session) -> int:
         user.roles = [role]
         session.add(user)
         created += 1
+    session.flush()
+    for tenant in tenants.values():
+        created += seed_demo_contacts(session, tenant)
+    for tenant in tenants.values():
+        created += seed_demo_conversations(session, tenant)
+    return created
+
+
+# (profile name, [(direction, body)...], assigned to: True the agent, False nobody,
+# None the tenant admin). Contacts get numbers +91 98000 0TTNN (TT tenant, NN row).
+DEMO_CONVERSATIONS = [
+    (
+        "Neha Kulkarni",
+        [
+            ("inbound", "Hi, is the order shipped?"),
+            ("outbound", "Yes, it leaves today."),
+            ("inbound", "Thanks!"),
+        ],
+        True,
+    ),
+    ("Arjun Nair", [("inbound", "Do you deliver on Sundays?")], False),
+    (
+        "Fatima Sheikh",
+        [("inbound", "Please send the price list."), ("outbound", "Sent it by email.")],
+        None,
+    ),
+]
+
+
+def seed_demo_conversations(session: Session, tenant: Tenant) -> int:
+    """2-3 conversations with a few messages for ``tenant`` (skipped if it has any): one
+    assigned to its agent, one unassigned, one assigned to its admin."""
+    from datetime import timedelta
+
+    from app.models.contact import Contact
+    from app.models.conversation import (
+        Conversation,
+        Message,
+        MessageDirection,
+        MessageStatus,
+    )
+    from app.tenancy import tenant_scope
+
+    with tenant_scope(tenant.id):
+        if session.scalars(select(Conversation.id)).first() is not None:
+            return 0
+        team = session.scalars(select(AppUser).order_by(AppUser.id)).all()
+        agent = next((u for u in team if any(r.name == "Agent" for r in u.roles)), None)
+        admin = next((u for u in team if any(r.name == "Tenant Admin" for r in u.roles)), None)
+        created = 0
+        start = utcnow() - timedelta(hours=6)
+        for n, (name, lines, to_agent) in enumerate(DEMO_CONVERSATIONS):
+            wa_id = f"91980000{tenant.id % 100:02d}{n + 1:02d}"
+            contact = session.scalars(select(Contact).where(Contact.wa_id == wa_id)).first()
+            if contact is None:
+                contact = Contact(wa_id=wa_id, phone=f"+{wa_id}", profile_name=name)
+                session.add(contact)
+                created += 1
+            owner = agent if to_agent else (None if to_agent is False else admin)
+            conversation = Conversation(contact=contact, assignee=owner)
+            session.add(conversation)
+            created += 1
+            when = start + timedelta(hours=n)
+            for i, (direction, body) in enumerate(lines):
+                when = when + timedelta(minutes=5 * i)
+                inbound = direction == "inbound"
+                session.add(
+                    Message(
+                        conversation=conversation,
+                        direction=MessageDirection(direction),
+                        body=body,
+                        status=MessageStatus.received if inbound else MessageStatus.read,
+                        sent_at=None if inbound else when,
+                        read_at=None if inbound else when,
+                        created_at=when,
+                    )
+                )
+                created += 1
+                if inbound:
+                    contact.last_inbound_at = when
+            conversation.last_message_at = when
+        session.flush()
     return created

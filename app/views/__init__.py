@@ -9,6 +9,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     """Add every Woffice view and menu entry (called once by the factory)."""
     from app.views.account import MyAccountView
     from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
+    from app.views.contact import ContactModelView, TagModelView
+    from app.views.conversation import ConversationModelView, MessageModelView
     from app.views.team import TeamModelView
     from app.views.tenant import TenantsView
 
@@ -26,6 +28,12 @@ def register_views(appbuilder: AppBuilder) -> None:
         category="Business",
         category_icon="fa-briefcase",
     )
+    appbuilder.add_view(
+        ConversationModelView, "Conversations", icon="fa-comments", category="Business"
+    )
+    appbuilder.add_view(MessageModelView, "Messages", icon="fa-envelope", category="Business")
+    appbuilder.add_view(ContactModelView, "Contacts", icon="fa-address-book", category="Business")
+    appbuilder.add_view(TagModelView, "Tags", icon="fa-tags", category="Business")
     appbuilder.add_view(
         AuditEventView,
         "Audit trail",

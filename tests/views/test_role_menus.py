@@ -18,15 +18,17 @@ SECURITY_MENU = {
 }
 
 AUDIT_MENU = {"Audit trail", "Login activity"}
+# Tenant users' Business menu (Contacts/Tags: the contacts screens).
+CONVERSATION_MENU = {"Conversations", "Messages", "Contacts", "Tags"}
 
 EXPECTED_MENUS = {
     "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | {"Tenants"},
     "billing@xigmapro.example": {"Tenants"},
     "compliance@xigmapro.example": AUDIT_MENU | {"Tenants"},
-    "owner@acme.example": AUDIT_MENU | {"Team"},
-    "agent@acme.example": set(),
-    "owner@bharatfoods.example": AUDIT_MENU | {"Team"},
-    "agent@bharatfoods.example": set(),
+    "owner@acme.example": AUDIT_MENU | {"Team"} | CONVERSATION_MENU,
+    "agent@acme.example": CONVERSATION_MENU,
+    "owner@bharatfoods.example": AUDIT_MENU | {"Team"} | CONVERSATION_MENU,
+    "agent@bharatfoods.example": CONVERSATION_MENU,
 }
 
 

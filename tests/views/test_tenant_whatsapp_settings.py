@@ -194,10 +194,11 @@ def test_messaging_limit_must_be_1_to_1000(admin, tenant_a, mps, message):
 
 
 def test_a_malformed_secret_is_explained(admin, tenant_a):
+    before = reload(tenant_a).wa_app_secret  # the demo tenant's secret
     response = post_edit(admin, tenant_a, new_wa_app_secret="has a space in it 0123456789")
     assert response.status_code == 200
     assert "cannot contain spaces or line breaks" in response.get_data(as_text=True)
-    assert reload(tenant_a).wa_app_secret is None
+    assert reload(tenant_a).wa_app_secret == before
 
 
 def test_a_phone_number_id_belongs_to_one_tenant(admin, tenant_a, tenant_b):
@@ -249,6 +250,7 @@ def test_a_secret_no_key_opens_is_reported_and_can_be_entered_again(
     admin, tenant_a, app, monkeypatch
 ):
     tenant_a.wa_access_token = TOKEN
+    tenant_a.wa_app_secret = None  # the only secret stored: the token
     db.session.commit()
     stored = raw_token(tenant_a.id)
     # The key that encrypted it is gone (e.g. retired before rotate-keys had run).

@@ -1,0 +1,316 @@
+"""Processing stored WhatsApp webhook payloads (reference 4, 6): messages, statuses,
+user preferences. Idempotent and order-independent; callers commit.
+
+* **Messages** find or create the contact (by WhatsApp id: the number's digits, or a
+  business-scoped user id when no number is given), its open or pending conversation
+  (or a new one), and store the message once (unique ``wa_message_id``). A text equal to
+  a STOP keyword records an opt-out, a START keyword a resume.
+* **Statuses** move a message forward only. Precedence, lowest to highest:
+  received < accepted < sent < failed < delivered < read. So ``failed`` replaces
+  sent/accepted, but never a delivered or read message (it demonstrably arrived), and a
+  later delivered/read replaces failed. Every status still records its own timestamp
+  (``sent_at``, ``delivered_at``, ``read_at``, ``failed_at``) when first seen, so a
+  ``delivered`` arriving after ``read`` keeps status read and fills ``delivered_at``.
+  ``played`` (voice) counts as read. A status for a message not stored yet is kept as a
+  `PendingStatus` and applied by `apply_pending_statuses` when the message appears.
+* **user_preferences** ``marketing_messages`` stop/resume record an opt-out/resume.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.models.contact import ConsentAction, ConsentSource, ConsentState, Contact
+from app.models.conversation import (
+    Conversation,
+    ConversationStatus,
+    Message,
+    MessageDirection,
+    MessageStatus,
+    PendingStatus,
+)
+from app.models.mixins import utcnow
+from app.services.consent import record_consent
+
+# Status precedence (see the module docstring): failed ranks below delivered.
+PRECEDENCE = {
+    MessageStatus.received: 0,
+    MessageStatus.accepted: 1,
+    MessageStatus.sent: 2,
+    MessageStatus.failed: 3,
+    MessageStatus.delivered: 4,
+    MessageStatus.read: 5,
+}
+STATUS_VALUES = {
+    "sent": MessageStatus.sent,
+    "delivered": MessageStatus.delivered,
+    "read": MessageStatus.read,
+    "played": MessageStatus.read,
+    "failed": MessageStatus.failed,
+}
+TIMESTAMP_FIELD = {
+    MessageStatus.sent: "sent_at",
+    MessageStatus.delivered: "delivered_at",
+    MessageStatus.read: "read_at",
+    MessageStatus.failed: "failed_at",
+}
+_PHONE_DIGITS = re.compile(r"\d{7,15}")
+
+
+def process_payload(session: Session, payload: dict[str, Any]) -> dict[str, int]:
+    """Apply one webhook payload in the current tenant scope; returns counts."""
+    counts = {"messages": 0, "duplicates": 0, "statuses": 0, "pending": 0, "preferences": 0}
+    for entry in payload.get("entry") or []:
+        for change in entry.get("changes") or []:
+            value = change.get("value") or {}
+            names = _profile_names(value.get("contacts") or [])
+            for msg in value.get("messages") or []:
+                counts["messages" if _inbound_message(session, msg, names) else "duplicates"] += 1
+            for status in value.get("statuses") or []:
+                counts["statuses" if _status(session, status) else "pending"] += 1
+            for pref in value.get("user_preferences") or []:
+                counts["preferences"] += _preference(session, pref, names)
+    return counts
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _when(timestamp: Any) -> datetime:
+    """Naive UTC from Meta's epoch-seconds string (now when missing or garbled)."""
+    try:
+        return datetime.fromtimestamp(int(timestamp), UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return utcnow()
+
+
+def _profile_names(contacts: list[dict[str, Any]]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for item in contacts:
+        name = ((item.get("profile") or {}).get("name") or "").strip()[:120]
+        if not name:
+            continue
+        for key in ("wa_id", "user_id"):
+            if item.get(key):
+                names[str(item[key])] = name
+    return names
+
+
+def _sender_id(item: dict[str, Any]) -> str | None:
+    """The WhatsApp id: the number's digits, else the business-scoped user id."""
+    for key in ("from", "wa_id", "user_id", "from_user_id"):
+        if item.get(key):
+            return str(item[key]).strip()[:64]
+    return None
+
+
+def find_or_create_contact(session: Session, wa_id: str, profile_name: str | None) -> Contact:
+    """The contact with this WhatsApp id (created if new); refreshes the profile name."""
+    stmt = select(Contact).where(Contact.wa_id == wa_id)
+    contact = session.scalars(stmt).first()
+    if contact is None:
+        phone = f"+{wa_id}" if _PHONE_DIGITS.fullmatch(wa_id) else None
+        contact = Contact(wa_id=wa_id, phone=phone, profile_name=profile_name)
+        try:
+            with session.begin_nested():  # another job may create it at the same time
+                session.add(contact)
+                session.flush()
+        except IntegrityError:
+            contact = session.scalars(stmt).one()
+    if profile_name and contact.profile_name != profile_name:
+        contact.profile_name = profile_name
+    return contact
+
+
+def _open_conversation(session: Session, contact: Contact) -> Conversation:
+    conversation = session.scalars(
+        select(Conversation)
+        .where(
+            Conversation.contact_id == contact.id,
+            Conversation.status.in_([ConversationStatus.open, ConversationStatus.pending]),
+        )
+        .order_by(Conversation.id.desc())
+    ).first()
+    if conversation is None:
+        conversation = Conversation(contact=contact, status=ConversationStatus.open)
+        session.add(conversation)
+        session.flush()
+    return conversation
+
+
+def _body(msg: dict[str, Any]) -> str | None:
+    kind = msg.get("type") or "text"
+    part = msg.get(kind) if isinstance(msg.get(kind), dict) else {}
+    if kind == "text":
+        return part.get("body")
+    if kind == "interactive":
+        reply = part.get("button_reply") or part.get("list_reply") or {}
+        return reply.get("title")
+    if kind == "button":
+        return part.get("text")
+    if kind == "reaction":
+        return part.get("emoji")
+    if kind == "location":
+        return part.get("name") or part.get("address")
+    return part.get("caption")
+
+
+def _later(current: datetime | None, new: datetime) -> datetime:
+    return new if current is None or new > current else current
+
+
+def _keywords(name: str, default: list[str]) -> set[str]:
+    words = current_app.config.get(name, default) if has_app_context() else default
+    return {w.strip().upper() for w in words if w.strip()}
+
+
+# ------------------------------------------------------------------------ messages
+
+
+def _inbound_message(session: Session, msg: dict[str, Any], names: dict[str, str]) -> bool:
+    """Store one inbound message; False when it was already stored (or unusable)."""
+    wa_message_id = str(msg.get("id") or "")[:128]
+    sender = _sender_id(msg)
+    if not wa_message_id or not sender:
+        return False
+    if session.scalars(select(Message.id).where(Message.wa_message_id == wa_message_id)).first():
+        return False
+    name = names.get(sender) or (next(iter(names.values())) if len(names) == 1 else None)
+    contact = find_or_create_contact(session, sender, name)
+    conversation = _open_conversation(session, contact)
+    when = _when(msg.get("timestamp"))
+    body = _body(msg)
+    message = Message(
+        conversation=conversation,
+        direction=MessageDirection.inbound,
+        type=str(msg.get("type") or "text")[:20],
+        body=body,
+        wa_message_id=wa_message_id,
+        status=MessageStatus.received,
+        created_at=when,
+    )
+    try:
+        with session.begin_nested():  # unique wa_message_id: a concurrent run won
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        return False
+    contact.last_inbound_at = _later(contact.last_inbound_at, when)
+    conversation.last_message_at = _later(conversation.last_message_at, when)
+    apply_pending_statuses(session, message)
+    if msg.get("type", "text") == "text" and body:
+        word = body.strip().upper()
+        if word in _keywords("WHATSAPP_STOP_KEYWORDS", ["STOP", "UNSUBSCRIBE"]):
+            _consent(session, contact, ConsentAction.opt_out, ConsentSource.stop_keyword, msg)
+        elif word in _keywords("WHATSAPP_START_KEYWORDS", ["START"]):
+            _consent(session, contact, ConsentAction.resume, ConsentSource.stop_keyword, msg)
+    return True
+
+
+def _consent(
+    session: Session,
+    contact: Contact,
+    action: ConsentAction,
+    source: ConsentSource,
+    item: dict[str, Any],
+) -> bool:
+    """Record an opt-out/resume unless the contact is already in that state."""
+    target = ConsentState.opted_out if action == ConsentAction.opt_out else ConsentState.opted_in
+    if contact.consent_state == target:
+        return False
+    ref = item.get("id") or item.get("timestamp") or ""
+    record_consent(session, contact, action, source, evidence=f"WhatsApp webhook {ref}".strip())
+    return True
+
+
+# ------------------------------------------------------------------------ statuses
+
+
+def _apply_status(
+    message: Message,
+    status: MessageStatus,
+    when: datetime,
+    error_code: int | None = None,
+    error_title: str | None = None,
+) -> None:
+    field = TIMESTAMP_FIELD.get(status)
+    if field and getattr(message, field) is None:
+        setattr(message, field, when)
+    if status == MessageStatus.failed and message.error_code is None:
+        message.error_code = error_code
+        message.error_title = error_title
+    if PRECEDENCE[status] > PRECEDENCE[MessageStatus(message.status)]:
+        message.status = status
+
+
+def _status(session: Session, item: dict[str, Any]) -> bool:
+    """Apply one status; False when it was parked for a message not stored yet."""
+    wa_message_id = str(item.get("id") or "")[:128]
+    status = STATUS_VALUES.get(str(item.get("status") or "").lower())
+    if not wa_message_id or status is None:
+        return True  # nothing usable: ignore
+    when = _when(item.get("timestamp"))
+    errors = item.get("errors") or [{}]
+    code = errors[0].get("code")
+    code = code if isinstance(code, int) else None
+    title = (errors[0].get("title") or errors[0].get("message") or None) if errors[0] else None
+    title = title[:200] if title else None
+    message = session.scalars(select(Message).where(Message.wa_message_id == wa_message_id)).first()
+    if message is not None:
+        _apply_status(message, status, when, code, title)
+        return True
+    pending = PendingStatus(
+        wa_message_id=wa_message_id,
+        status=status,
+        occurred_at=when,
+        error_code=code,
+        error_title=title,
+    )
+    try:
+        with session.begin_nested():  # unique (wa_message_id, status): a duplicate
+            session.add(pending)
+            session.flush()
+    except IntegrityError:
+        pass
+    return False
+
+
+def apply_pending_statuses(session: Session, message: Message) -> int:
+    """Apply (and remove) statuses that arrived before ``message``; returns how many.
+
+    Called for every new inbound message and by the sending pipeline once a sent
+    message has its ``wa_message_id``.
+    """
+    if not message.wa_message_id:
+        return 0
+    pending = session.scalars(
+        select(PendingStatus)
+        .where(PendingStatus.wa_message_id == message.wa_message_id)
+        .order_by(PendingStatus.occurred_at, PendingStatus.id)
+    ).all()
+    for item in pending:
+        _apply_status(message, item.status, item.occurred_at, item.error_code, item.error_title)
+        session.delete(item)
+    return len(pending)
+
+
+# ---------------------------------------------------------------- user preferences
+
+
+def _preference(session: Session, item: dict[str, Any], names: dict[str, str]) -> int:
+    if (item.get("category") or "marketing_messages") != "marketing_messages":
+        return 0
+    value = str(item.get("value") or "").lower()
+    action = {"stop": ConsentAction.opt_out, "resume": ConsentAction.resume}.get(value)
+    sender = _sender_id(item)
+    if action is None or not sender:
+        return 0
+    contact = find_or_create_contact(session, sender, names.get(sender))
+    return int(_consent(session, contact, action, ConsentSource.user_preferences, item))
