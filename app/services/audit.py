@@ -129,10 +129,11 @@ def _context() -> dict[str, Any]:
         ctx["actor_id"] = job.actor_id
         ctx["actor_label"] = f"job{'' if job.actor_id is None else f' for #{job.actor_id}'}"
     if has_request_context():
-        user = current_user._get_current_object() if current_user else None
-        if user is not None and getattr(user, "is_authenticated", False):
-            ctx["actor_id"] = user.id
-        ctx["actor_label"] = actor_label(user)
+        if job is None:  # an inline job keeps its own actor; the request gives the rest
+            user = current_user._get_current_object() if current_user else None
+            if user is not None and getattr(user, "is_authenticated", False):
+                ctx["actor_id"] = user.id
+            ctx["actor_label"] = actor_label(user)
         ctx["ip"] = request.remote_addr
         ctx["user_agent"] = (request.headers.get("User-Agent") or "")[:300] or None
         ctx["request_id"] = request_id()
