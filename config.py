@@ -75,6 +75,7 @@ WOFFICE_ROLES: dict[str, dict] = {
             (r".*", r"TeamModelView|Team"),
             (r".*", r"Audit|Audit trail|LoginActivity|Login activity"),
             (r".*", r"Contact.*|Tag.*|Conversation.*|Message.*|Template.*|Campaign.*"),
+            (r".*", r"ContactImport.*|Imports"),
             (r".*", r"MyAccountView|My Account|TenantSettingsView|Settings|Business"),
         ],
     },
@@ -85,7 +86,7 @@ WOFFICE_ROLES: dict[str, dict] = {
             # Not can_view_all: an agent sees only the conversations assigned to them.
             (r"(?!can_view_all$).*", r"Conversation.*|Message.*"),
             (r"menu_access", r"Business"),
-            (_READ, r"Contact.*|Tag.*"),
+            (_READ, r"Contact(?!Import).*|Tag.*"),
             (r".*", r"MyAccountView"),
         ],
     },

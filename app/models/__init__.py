@@ -10,6 +10,7 @@ from app.models.contact import (
     Tag,
     contact_tag,
 )
+from app.models.contact_import import ContactImport, ImportStatus
 from app.models.conversation import (
     Conversation,
     ConversationStatus,
@@ -30,11 +31,13 @@ __all__ = [
     "ConsentSource",
     "ConsentState",
     "Contact",
+    "ContactImport",
     "Conversation",
     "ConversationStatus",
     "Message",
     "MessageDirection",
     "MessageStatus",
+    "ImportStatus",
     "PendingStatus",
     "Tag",
     "WebhookInbox",

@@ -56,6 +56,9 @@ class Contact(TenantOwned, Timestamped, db.Model):
         UniqueConstraint("tenant_id", "wa_id", name="uq_contact_tenant_wa_id"),
         Index("ix_contact_tenant_last_inbound", "tenant_id", "last_inbound_at"),
         Index("ix_contact_tenant_name", "tenant_id", "display_name"),
+        # PostgreSQL also has ix_contact_tenant_wa_id_reverse on (tenant_id, reverse(wa_id)
+        # text_pattern_ops) for phone-suffix search: migration 0006, not declared here
+        # because SQLite has no reverse().
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

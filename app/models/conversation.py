@@ -90,6 +90,7 @@ class Message(TenantOwned, db.Model):
     __table_args__ = (
         UniqueConstraint("wa_message_id", name="uq_message_wa_message_id"),
         Index("ix_message_tenant_conversation", "tenant_id", "conversation_id", "id"),
+        Index("ix_message_tenant_created", "tenant_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

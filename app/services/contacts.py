@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import false, or_, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -18,6 +18,10 @@ from app.services.tenants import normalize_email
 DUPLICATE_PHONE = "A contact with this phone number already exists."
 # Fewer digits than this are not searched as a phone suffix (too many false hits).
 MIN_SUFFIX_DIGITS = 4
+# From this many digits a search is a whole number: an exact WhatsApp id match.
+PHONE_EXACT_DIGITS = 10
+# A search made only of these characters is a phone search.
+PHONE_TEXT = re.compile(r"[\d\s()+\-./]+")
 
 
 def normalize_contact_phone(value: str) -> tuple[str, str]:
@@ -115,22 +119,36 @@ def search_condition(query_text: str | None) -> ColumnElement[bool] | None:
 
     "+91 98765 43210", "09876543210", "919876543210" and "98765 43210" all find
     +919876543210. None when there is nothing to search for.
+
+    Text made only of digits and phone punctuation is a phone search, served by indexes
+    (issue 4): a number (``PHONE_EXACT_DIGITS`` digits or more) is an exact match on the
+    WhatsApp id (the unique ``(tenant_id, wa_id)`` index); fewer digits (at least
+    ``MIN_SUFFIX_DIGITS``) match the end of the WhatsApp id, written as a prefix match on
+    ``reverse(wa_id)`` so an expression index ``(tenant_id, reverse(wa_id)
+    text_pattern_ops)`` can serve it. Other text matches names and email (substring).
     """
     text = (query_text or "").strip()
     if not text:
         return None
+    if PHONE_TEXT.fullmatch(text) and re.search(r"\d", text):
+        return _phone_condition(text)
     pattern = f"%{_escape_like(text)}%"
-    conditions: list[ColumnElement[bool]] = [
+    return or_(
         Contact.display_name.ilike(pattern, escape="\\"),
         Contact.profile_name.ilike(pattern, escape="\\"),
         Contact.email.ilike(pattern, escape="\\"),
-    ]
+    )
+
+
+def _phone_condition(text: str) -> ColumnElement[bool]:
     wa_id, digits = _phone_candidates(text)
-    if wa_id:
-        conditions.append(Contact.wa_id == wa_id)
-    if len(digits) >= MIN_SUFFIX_DIGITS and re.fullmatch(r"[\d\s()+\-./]+", text):
-        conditions.append(Contact.wa_id.like(f"%{digits}"))
-    return or_(*conditions) if conditions else false()
+    if len(digits) >= PHONE_EXACT_DIGITS:
+        ids = {i for i in (wa_id, digits) if i}
+        return Contact.wa_id.in_(sorted(ids))
+    tail = re.sub(r"\D", "", text)  # the end of a number: its zeros count
+    if len(tail) >= MIN_SUFFIX_DIGITS:
+        return func.reverse(Contact.wa_id).like(tail[::-1] + "%")
+    return false()
 
 
 def _escape_like(value: str) -> str:

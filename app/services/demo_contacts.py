@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models.contact import ConsentAction, ConsentSource, Contact, Tag
+from app.models.contact_import import ContactImport, ImportStatus
 from app.models.mixins import utcnow
 from app.models.tenant import Tenant
 from app.services.consent import record_consent
@@ -97,5 +98,28 @@ def seed_demo_contacts(session: Session, tenant: Tenant) -> int:
         for action, source in events:
             record_consent(session, contact, action, source, evidence=_evidence(source, name))
         created += 1
+    if not session.scalars(
+        select(ContactImport.id).where(ContactImport.tenant_id == tenant.id)
+    ).first():
+        session.add(_demo_import(tenant))  # a finished CSV import, with one bad row
     session.flush()
     return created
+
+
+def _demo_import(tenant: Tenant) -> ContactImport:
+    rows = [(p, n) for p, n, *_ in DEMO_CONTACTS.get(tenant.slug, [])[:2]]
+    lines = ["phone,name", *(f"{p},{n}" for p, n in rows), "12345,Wrong Number"]
+    bad = len(lines)
+    return ContactImport(
+        tenant_id=tenant.id,
+        filename="demo-contacts.csv",
+        content=("\n".join(lines) + "\n").encode(),
+        mapping={"phone": "phone", "name": "display_name"},
+        status=ImportStatus.done,
+        total_rows=len(rows) + 1,
+        processed_rows=len(rows) + 1,
+        unchanged_count=len(rows),
+        error_count=1,
+        errors_csv=f"line,column,value,reason\r\n{bad},phone,12345,invalid phone number\r\n",
+        finished_at=utcnow(),
+    )

@@ -10,6 +10,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from app.views.account import MyAccountView
     from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
     from app.views.contact import ContactModelView, TagModelView
+    from app.views.contact_import import ContactImportView
     from app.views.conversation import ConversationModelView, MessageModelView
     from app.views.team import TeamModelView
     from app.views.tenant import TenantsView
@@ -34,6 +35,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(MessageModelView, "Messages", icon="fa-envelope", category="Business")
     appbuilder.add_view(ContactModelView, "Contacts", icon="fa-address-book", category="Business")
     appbuilder.add_view(TagModelView, "Tags", icon="fa-tags", category="Business")
+    appbuilder.add_view(ContactImportView, "Imports", icon="fa-upload", category="Business")
     appbuilder.add_view(
         AuditEventView,
         "Audit trail",

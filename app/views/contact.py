@@ -43,6 +43,7 @@ from app.services.tenants import normalize_email
 from app.tenancy import TenantModelView, current_tenant_id
 from app.views._format import ist
 from app.views._forms import ServiceValidator
+from app.views._scale import CappedCountInterface
 
 EXPORT_COLUMNS = (
     "phone",
@@ -167,7 +168,7 @@ class TagForm(FlaskForm):
 class ContactModelView(TenantModelView):
     """A tenant's contacts: search by any phone format, tags, consent, exports."""
 
-    datamodel = SQLAInterface(Contact)
+    datamodel = CappedCountInterface(Contact)
     class_permission_name = "Contacts"
     route_base = "/contacts"
     list_title = "Contacts"

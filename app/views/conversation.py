@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask_appbuilder.models.filters import BaseFilter
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -20,6 +19,7 @@ from app.extensions import db
 from app.models.conversation import Conversation, Message
 from app.tenancy import TenantModelView, can_view_all_conversations
 from app.views._format import ist
+from app.views._scale import CappedCountInterface
 
 
 class FilterAssignedConversations(BaseFilter):
@@ -59,7 +59,7 @@ def conversation_messages(pk: Any) -> list[Message]:
 
 
 class ConversationModelView(TenantModelView):
-    datamodel = SQLAInterface(Conversation)
+    datamodel = CappedCountInterface(Conversation)
     class_permission_name = "Conversations"
     route_base = "/conversations"
     list_title = "Conversations"
@@ -96,7 +96,7 @@ class ConversationModelView(TenantModelView):
 
 
 class MessageModelView(TenantModelView):
-    datamodel = SQLAInterface(Message)
+    datamodel = CappedCountInterface(Message)
     class_permission_name = "Messages"
     route_base = "/messages"
     list_title = "Messages"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import time
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -304,3 +308,109 @@ def open_the_roles_select2(page: Page) -> None:
     options = page.locator(".select2-results__option")
     expect(options.filter(has_text=re.compile(r"^Agent$"))).to_be_visible()
     expect(options.filter(has_text=re.compile(r"^Tenant Admin$"))).to_be_visible()
+
+
+# ------------------------------------------------- untrusted WhatsApp text (P14)
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+XSS_BODY = "<script>alert(2)</script><img src=x onerror=alert(3)>"
+ACME_NUMBER_ID, ACME_APP_SECRET = "100000000000001", "acme-demo-app-secret"
+XSS_WA_ID = "447700900777"
+
+
+def deliver_whatsapp_text(base_url: str, wa_id: str, name: str, body: str) -> None:
+    """POST a signed WhatsApp webhook (one text message) to the live server."""
+    now = int(time.time())
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550001111",
+                                "phone_number_id": ACME_NUMBER_ID,
+                            },
+                            "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
+                            "messages": [
+                                {
+                                    "from": wa_id,
+                                    "id": f"wamid.e2e-xss-{now}",
+                                    "timestamp": str(now),
+                                    "type": "text",
+                                    "text": {"body": body},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    raw = json.dumps(payload).encode()
+    signature = hmac.new(ACME_APP_SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    response = httpx.post(
+        f"{base_url}/webhooks/whatsapp",
+        content=raw,
+        headers={"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={signature}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_whatsapp_names_and_messages_are_shown_as_text_never_run(browse, live_server):
+    """A profile name and a message body full of HTML: shown as text on every screen,
+    no script runs, no <img src=x> exists, no console error or CSP report."""
+    deliver_whatsapp_text(live_server.url, XSS_WA_ID, XSS_NAME, XSS_BODY)
+
+    page = browse.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    problems = ScriptProblems(page)
+    log_in(page, "owner@acme.example")
+
+    def check(where: str, *texts: str) -> None:
+        page.wait_for_load_state("load")
+        for text in texts:
+            expect(page.get_by_text(text, exact=True).first).to_be_visible()
+        assert page.locator("img[src='x']").count() == 0, where
+        injected = "[...document.scripts].some(s => s.textContent.includes('alert('))"
+        assert page.evaluate(injected) is False, where
+        assert dialogs == [], f"a dialog opened on {where}: {dialogs}"
+        problems.assert_none(where)
+
+    # The contacts list, found by its number typed in another format.
+    page.goto("/contacts/list/?q=" + "%2B44%207700%20900777")
+    row = page.locator("table.table-bordered tbody tr", has_text=XSS_NAME)
+    expect(row).to_have_count(1)
+    check("the contacts list", XSS_NAME)
+    browse.screenshot(page, "xss-contacts-list")
+
+    row.locator("a[href*='/contacts/show/']").click()
+    expect(page).to_have_url(re.compile(r"/contacts/show/\d+$"))
+    check("the contact's page", XSS_NAME)
+
+    page.goto("/conversations/list/")
+    row = page.locator("table.table-bordered tbody tr", has_text=XSS_NAME)
+    expect(row).to_have_count(1)
+    check("the conversations list", XSS_NAME)
+    row.locator("a[href*='/conversations/show/']").click()
+    expect(page).to_have_url(re.compile(r"/conversations/show/\d+$"))
+    expect(page.locator("#conversation-messages .message-body")).to_contain_text(XSS_BODY)
+    check("the conversation's page", XSS_BODY)
+    browse.screenshot(page, "xss-conversation")
+
+    page.goto("/messages/list/")
+    check("the messages list", XSS_BODY)
+
+    assert dialogs == []
+    browse.assert_all_requests_local()

@@ -25,9 +25,9 @@ EXPECTED_MENUS = {
     "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | {"Tenants"},
     "billing@xigmapro.example": {"Tenants"},
     "compliance@xigmapro.example": AUDIT_MENU | {"Tenants"},
-    "owner@acme.example": AUDIT_MENU | {"Team"} | CONVERSATION_MENU,
+    "owner@acme.example": AUDIT_MENU | {"Team", "Imports"} | CONVERSATION_MENU,
     "agent@acme.example": CONVERSATION_MENU,
-    "owner@bharatfoods.example": AUDIT_MENU | {"Team"} | CONVERSATION_MENU,
+    "owner@bharatfoods.example": AUDIT_MENU | {"Team", "Imports"} | CONVERSATION_MENU,
     "agent@bharatfoods.example": CONVERSATION_MENU,
 }
 
