@@ -33,6 +33,7 @@ from sqlalchemy import Select, event, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from app.models.audit import AuditEvent
+from app.models.conversation import Conversation, Message
 from app.models.mixins import TenantOwned, audit_name
 from app.models.tenant import Tenant
 
@@ -152,8 +153,6 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
     )
     assignee = _assignee.get()
     if assignee is not None:
-        from app.models.conversation import Conversation, Message
-
         # Plain expressions (not lambdas): the assignee is a bound parameter.
         mine = select(Conversation.id).where(Conversation.assignee_id == assignee)
         state.statement = state.statement.options(
