@@ -299,6 +299,10 @@ class TenantScopedMixin:
             abort(400, "Choose the tenant this record belongs to.")
 
 
+def _blank_none(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class TenantModelView(TenantScopedMixin, ModelView):
     """Base of every FAB ModelView over a tenant-owned model (enforced by a test).
 
@@ -315,6 +319,11 @@ class TenantModelView(TenantScopedMixin, ModelView):
             "history_type": audit_name(self.datamodel.obj),
         }
         super().__init__(**kwargs)
+        # Empty values show as blank, not as the word "None" (FAB's default).
+        formatters = dict(self.formatters_columns or {})
+        for column in [*self.list_columns, *self.show_columns]:
+            formatters.setdefault(column, _blank_none)
+        self.formatters_columns = formatters
 
     # FAB's action endpoints fetch rows WITHOUT the base filters (and crash on an
     # unknown action or a None row): refuse unknown actions and out-of-scope rows first.

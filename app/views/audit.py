@@ -47,10 +47,6 @@ CSV_COLUMNS = (
 )
 
 
-def _blank_none(value: Any) -> Any:
-    return "" if value is None else value
-
-
 class AuditEventView(TenantModelView):
     """Read-only: no add, edit or delete for any role (the table is append-only too)."""
 
@@ -95,12 +91,7 @@ class AuditEventView(TenantModelView):
         "actor_id": "Actor id",
         "ip": "IP",
     }
-    formatters_columns = {
-        "occurred_at": ist,
-        "tenant_id": _blank_none,
-        "object_id": _blank_none,
-        "ip": _blank_none,
-    }
+    formatters_columns = {"occurred_at": ist}
     list_template = "woffice/audit_list.html"
 
     @expose("/export.csv")
