@@ -29,6 +29,7 @@ from app import create_app
 from app.extensions import db
 from app.models import Tenant
 from app.views import _scale
+from bench._generate import generate_contacts, step
 from bench._setup import BenchConfig, bench_app, timed
 from tests.conftest import LoginHelper
 
@@ -47,31 +48,10 @@ INDEXES = [
 ]
 
 
-def _step(label: str, sql: str, **params) -> None:
-    start = time.perf_counter()
-    result = db.session.execute(text(sql), params)
-    db.session.commit()
-    print(f"  {label:<48} {result.rowcount:>9} rows {time.perf_counter() - start:7.1f} s")
-
-
 def generate(tenant_id: int, contacts: int, messages: int, offset: int) -> None:
     """``contacts`` contacts (one conversation each) and ``messages`` messages."""
-    _step(
-        f"contacts of tenant {tenant_id}",
-        """
-        INSERT INTO contact (tenant_id, phone, wa_id, display_name, profile_name,
-                             consent_state, marketing_objection, created_at, updated_at)
-        SELECT :t, '+919' || lpad((:o + i)::text, 9, '0'), '919' || lpad((:o + i)::text, 9, '0'),
-               'Customer ' || substr(md5(i::text), 1, 10), 'P' || i,
-               (ARRAY['unknown', 'opted_in', 'opted_out'])[1 + i % 3], false,
-               now() - make_interval(secs => i), now()
-        FROM generate_series(1, :n) AS i
-        """,
-        t=tenant_id,
-        o=offset,
-        n=contacts,
-    )
-    _step(
+    generate_contacts(tenant_id, contacts, offset)
+    step(
         f"conversations of tenant {tenant_id}",
         """
         INSERT INTO conversation (tenant_id, contact_id, status, last_message_at,
@@ -82,7 +62,7 @@ def generate(tenant_id: int, contacts: int, messages: int, offset: int) -> None:
         t=tenant_id,
     )
     # Message k goes to the conversation number k % conversations (a dense id range).
-    _step(
+    step(
         f"messages of tenant {tenant_id}",
         """
         WITH c AS (SELECT min(id) AS lo, count(*) AS n FROM conversation WHERE tenant_id = :t)
@@ -160,7 +140,7 @@ def main() -> None:
             generate(big.id, BIG, MESSAGES, offset=0)
             generate(small.id, SMALL, max(1, MESSAGES * SMALL // BIG), offset=SMALL_OFFSET)
         for sql in INDEXES:
-            _step("index: " + sql.split(" ON ")[0].split()[-1], sql)
+            step("index: " + sql.split(" ON ")[0].split()[-1], sql)
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             start = time.perf_counter()
             conn.execute(text("VACUUM ANALYZE contact, conversation, message"))
