@@ -8,7 +8,6 @@ from datetime import datetime
 from sqlalchemy import (
     Column,
     DateTime,
-    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -20,7 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.mixins import TenantOwned, Timestamped, utcnow
+from app.models.mixins import TenantOwned, Timestamped, utcnow, value_enum
 
 contact_tag = Table(
     "contact_tag",
@@ -73,13 +72,7 @@ class Contact(TenantOwned, Timestamped, db.Model):
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # Denormalised from the consent log (which stays the source of truth) for filters.
     consent_state: Mapped[ConsentState] = mapped_column(
-        Enum(
-            ConsentState,
-            name="consent_state",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(ConsentState, "consent_state"),
         nullable=False,
         default=ConsentState.unknown,
         index=True,
@@ -135,23 +128,11 @@ class ConsentEvent(TenantOwned, db.Model):
         ForeignKey("contact.id", ondelete="CASCADE"), nullable=False, index=True
     )
     action: Mapped[ConsentAction] = mapped_column(
-        Enum(
-            ConsentAction,
-            name="consent_action",
-            native_enum=False,
-            length=24,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(ConsentAction, "consent_action", 24),
         nullable=False,
     )
     source: Mapped[ConsentSource] = mapped_column(
-        Enum(
-            ConsentSource,
-            name="consent_source",
-            native_enum=False,
-            length=24,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(ConsentSource, "consent_source", 24),
         nullable=False,
     )
     evidence: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -6,11 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.mixins import TenantOwned, utcnow
+from app.models.mixins import TenantOwned, utcnow, value_enum
 
 
 class ImportStatus(enum.StrEnum):
@@ -37,13 +37,7 @@ class ContactImport(TenantOwned, db.Model):
     # CSV header -> phone, display_name, email, tags, notes, consent or ignore.
     mapping: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[ImportStatus] = mapped_column(
-        Enum(
-            ImportStatus,
-            name="contact_import_status",
-            native_enum=False,
-            length=16,
-            values_callable=lambda e: [m.value for m in e],
-        ),
+        value_enum(ImportStatus, "contact_import_status"),
         nullable=False,
         default=ImportStatus.uploaded,
     )

@@ -5,23 +5,13 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.contact import Contact
-from app.models.mixins import TenantOwned, Timestamped, utcnow
+from app.models.mixins import TenantOwned, Timestamped, utcnow, value_enum
 from app.models.user import AppUser
-
-
-def _enum(cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        length=length,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class ConversationStatus(enum.StrEnum):
@@ -42,7 +32,7 @@ class Conversation(TenantOwned, Timestamped, db.Model):
         ForeignKey("contact.id", ondelete="CASCADE"), nullable=False, index=True
     )
     status: Mapped[ConversationStatus] = mapped_column(
-        _enum(ConversationStatus, "conversation_status"),
+        value_enum(ConversationStatus, "conversation_status"),
         nullable=False,
         default=ConversationStatus.open,
     )
@@ -98,13 +88,13 @@ class Message(TenantOwned, db.Model):
         ForeignKey("conversation.id", ondelete="CASCADE"), nullable=False
     )
     direction: Mapped[MessageDirection] = mapped_column(
-        _enum(MessageDirection, "message_direction"), nullable=False
+        value_enum(MessageDirection, "message_direction"), nullable=False
     )
     type: Mapped[str] = mapped_column(String(20), nullable=False, default="text")
     body: Mapped[str | None] = mapped_column(Text, nullable=True)
     wa_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     status: Mapped[MessageStatus] = mapped_column(
-        _enum(MessageStatus, "message_status"), nullable=False
+        value_enum(MessageStatus, "message_status"), nullable=False
     )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -151,7 +141,7 @@ class PendingStatus(TenantOwned, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     wa_message_id: Mapped[str] = mapped_column(String(128), nullable=False)
     status: Mapped[MessageStatus] = mapped_column(
-        _enum(MessageStatus, "pending_message_status"), nullable=False
+        value_enum(MessageStatus, "pending_message_status"), nullable=False
     )
     occurred_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     error_code: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, ForeignKey, Integer
+from sqlalchemy import DateTime, Enum, ForeignKey, Integer
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 
 def utcnow() -> datetime:
     """Naive UTC now: timestamps are stored in UTC and shown in Asia/Kolkata."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def value_enum(cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
+    """A VARCHAR enum column type storing each member's value (not its name)."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+    )
 
 
 def audit_name(cls: type) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import CheckConstraint, Enum, Integer, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.mixins import Timestamped
+from app.models.mixins import Timestamped, value_enum
 from app.models.types import UNREADABLE, EncryptedText, mask_secret
 from app.services.exceptions import SecretDecryptionError
 from app.services.gst_states import state_name
@@ -57,13 +57,7 @@ class Tenant(Timestamped, db.Model):
     legal_name: Mapped[str] = mapped_column(String(200), nullable=False)
     slug: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     status: Mapped[TenantStatus] = mapped_column(
-        Enum(
-            TenantStatus,
-            name="tenant_status",
-            values_callable=lambda e: [m.value for m in e],
-            native_enum=False,
-            length=16,
-        ),
+        value_enum(TenantStatus, "tenant_status"),
         nullable=False,
         default=TenantStatus.trial,
         index=True,
