@@ -33,7 +33,8 @@ class ContactImport(TenantOwned, db.Model):
         ForeignKey("ab_user.id", ondelete="SET NULL"), nullable=True
     )
     filename: Mapped[str] = mapped_column(String(255), nullable=False)
-    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # Deferred (like errors_csv): loaded only when read, not with every progress refresh.
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
     # CSV header -> phone, display_name, email, tags, notes, consent or ignore.
     mapping: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[ImportStatus] = mapped_column(
@@ -47,7 +48,7 @@ class ContactImport(TenantOwned, db.Model):
     updated_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     unchanged_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
     error_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
-    errors_csv: Mapped[str | None] = mapped_column(Text, nullable=True)
+    errors_csv: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     @property

@@ -9,24 +9,39 @@ file again is a no-op; tags are added by name (missing tenant tags are created);
 is recorded (source ``import``) only when the file maps a consent column and the state
 would change. A bad row (invalid phone or email, duplicate phone in the file, unknown
 consent value...) is skipped and reported in the errors CSV with its line number.
+
+Each batch is written with set-based statements (one SELECT of the existing contacts,
+one multi-row INSERT, one executemany UPDATE, bulk tag links and consent events) and
+audited as one ``contact_import.batch`` event listing the contacts it created and
+updated: about 20x faster than an ORM object per row (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
-from app.models.contact import ConsentAction, ConsentSource, ConsentState, Contact, Tag
+from app.models.contact import (
+    ConsentAction,
+    ConsentEvent,
+    ConsentSource,
+    ConsentState,
+    Contact,
+    Tag,
+    contact_tag,
+)
 from app.models.contact_import import ContactImport, ImportStatus
 from app.models.mixins import utcnow
-from app.services.consent import record_consent
+from app.services import audit, bulk
 from app.services.contacts import normalize_contact_phone
 from app.services.exceptions import ValidationError
 from app.services.tenants import normalize_email
@@ -47,6 +62,9 @@ ERROR_COLUMNS = ("line", "column", "value", "reason")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 CONSENT_YES = frozenset({"yes", "y", "true", "1", "opted_in", "opt_in", "opted in"})
 CONSENT_NO = frozenset({"no", "n", "false", "0", "opted_out", "opt_out", "opted out"})
+OPTED_OUT = (
+    "opted out earlier: an import cannot opt them back in (only the person can); row skipped"
+)
 TAG_SEPARATORS = re.compile(r"[;,|]")
 MAX_NAME, MAX_TAG, MAX_EMAIL = 120, 60, 320
 
@@ -101,12 +119,14 @@ class RowError:
     reason: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     line: int
     phone: str
     wa_id: str
-    values: dict[str, str | None]
+    display_name: str | None
+    email: str | None
+    notes: str | None
     tags: list[str] = field(default_factory=list)
     consent: ConsentAction | None = None
 
@@ -216,13 +236,24 @@ def csv_safe(value: Any) -> Any:
     return value
 
 
-def errors_csv(errors: list[RowError]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(ERROR_COLUMNS)
-    for e in errors:
-        writer.writerow([e.line, csv_safe(e.column), csv_safe(e.value), csv_safe(e.reason)])
-    return buffer.getvalue()
+class ErrorsWriter:
+    """The errors CSV, appended to batch after batch (formula-escaped cells)."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer)
+        self._writer.writerow(ERROR_COLUMNS)
+        self.count = 0
+
+    def add(self, errors: list[RowError]) -> None:
+        for e in errors:
+            self._writer.writerow(
+                [e.line, csv_safe(e.column), csv_safe(e.value), csv_safe(e.reason)]
+            )
+        self.count += len(errors)
+
+    def value(self) -> str | None:
+        return self._buffer.getvalue() if self.count else None
 
 
 def _consent(value: str) -> ConsentAction | None:
@@ -236,191 +267,370 @@ def _consent(value: str) -> ConsentAction | None:
     raise ValidationError("unknown consent value (use yes or no)", "consent")
 
 
+def _columns(headers: list[str], mapping: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """Field -> (header, cell index) for every mapped field."""
+    return {mapping[h]: (h, i) for i, h in enumerate(headers) if mapping[h] != "ignore"}
+
+
 def _parse_row(
     line: int,
     cells: list[str],
-    headers: list[str],
-    mapping: dict[str, str],
+    columns: dict[str, tuple[str, int]],
     seen: dict[str, int],
 ) -> tuple[_Row | None, list[RowError]]:
-    cols = {
-        mapping[h]: (h, cells[i].strip() if i < len(cells) else "") for i, h in enumerate(headers)
-    }
-    cols.pop("ignore", None)
+    """One CSV row as a `_Row`, or the reasons it cannot be imported.
+
+    ``seen`` maps the WhatsApp ids of the rows accepted so far to their lines: the same
+    number twice in a file is an error on its second line.
+    """
+    width = len(cells)
+
+    def cell(fieldname: str) -> str:
+        found = columns.get(fieldname)
+        return cells[found[1]].strip() if found and found[1] < width else ""
+
     errors: list[RowError] = []
 
-    def err(fieldname: str, reason: str) -> None:
-        header, value = cols[fieldname]
-        errors.append(RowError(line, header, value, reason))
+    def err(fieldname: str, value: str, reason: str) -> None:
+        errors.append(RowError(line, columns[fieldname][0], value, reason))
 
-    header, raw_phone = cols["phone"]
+    raw_phone = cell("phone")
     if not raw_phone:
-        return None, [RowError(line, header, "", "phone is missing")]
+        return None, [RowError(line, columns["phone"][0], "", "phone is missing")]
     try:
         phone, wa_id = normalize_contact_phone(raw_phone)
     except ValidationError:
-        return None, [RowError(line, header, raw_phone, "invalid phone number")]
+        return None, [RowError(line, columns["phone"][0], raw_phone, "invalid phone number")]
     if wa_id in seen:
         reason = f"duplicate in file: same phone as line {seen[wa_id]} (line {line} skipped)"
-        return None, [RowError(line, header, raw_phone, reason)]
-    seen[wa_id] = line
+        return None, [RowError(line, columns["phone"][0], raw_phone, reason)]
 
-    values: dict[str, str | None] = {}
-    name = cols.get("display_name", ("", ""))[1]
+    name = cell("display_name")
     if len(name) > MAX_NAME:
-        err("display_name", f"name longer than {MAX_NAME} characters")
-    values["display_name"] = name or None
-    email = cols.get("email", ("", ""))[1]
+        err("display_name", name, f"name longer than {MAX_NAME} characters")
+    email = cell("email")
     if email:
         try:
             email = normalize_email(email)
         except ValidationError:
-            err("email", "invalid email address")
-    values["email"] = email or None
-    values["notes"] = cols.get("notes", ("", ""))[1] or None
-    tags = []
-    for tag in TAG_SEPARATORS.split(cols.get("tags", ("", ""))[1]):
-        tag = tag.strip()
-        if len(tag) > MAX_TAG:
-            err("tags", f"tag longer than {MAX_TAG} characters")
-        elif tag and tag.lower() not in {t.lower() for t in tags}:
-            tags.append(tag)
+            err("email", email, "invalid email address")
+    tags: list[str] = []
+    raw_tags = cell("tags")
+    if raw_tags:
+        lowered: set[str] = set()
+        for tag in TAG_SEPARATORS.split(raw_tags):
+            tag = tag.strip()
+            if len(tag) > MAX_TAG:
+                err("tags", raw_tags, f"tag longer than {MAX_TAG} characters")
+            elif tag and tag.lower() not in lowered:
+                lowered.add(tag.lower())
+                tags.append(tag)
     consent = None
-    if "consent" in cols:
+    if "consent" in columns:
         try:
-            consent = _consent(cols["consent"][1])
+            consent = _consent(cell("consent"))
         except ValidationError as exc:
-            err("consent", str(exc))
+            err("consent", cell("consent"), str(exc))
     if errors:
         return None, errors
-    return _Row(line, phone, wa_id, values, tags, consent), []
+    seen[wa_id] = line
+    return _Row(
+        line, phone, wa_id, name or None, email or None, cell("notes") or None, tags, consent
+    ), []
+
+
+_CONTACT = Contact.__table__
+_UPDATABLE = ("phone", "display_name", "email", "notes", "consent_state")
+# One executemany UPDATE for every changed contact of a batch (bind names may not be
+# column names in an UPDATE, hence the prefixes).
+_UPDATE_CONTACT = (
+    update(_CONTACT)
+    .where(_CONTACT.c.id == bindparam("b_id"))
+    .values({c: bindparam(f"v_{c}") for c in (*_UPDATABLE, "updated_at")})
+)
+_INSERT_COLUMNS = (
+    "tenant_id",
+    "phone",
+    "wa_id",
+    "display_name",
+    "email",
+    "notes",
+    "consent_state",
+    "marketing_objection",
+    "created_at",
+    "updated_at",
+)
+_CONSENT_COLUMNS = (
+    "tenant_id",
+    "contact_id",
+    "action",
+    "source",
+    "evidence",
+    "occurred_at",
+    "recorded_by_id",
+)
+_CONSENT_STATE = {
+    ConsentAction.opt_in: ConsentState.opted_in,
+    ConsentAction.opt_out: ConsentState.opted_out,
+}
 
 
 @dataclass
 class _Run:
+    """One import's state across batches: tenant tags by lower-case name, counters."""
+
     session: Session
     imp: ContactImport
-    tags: dict[str, Tag]
+    tags: dict[str, int]
     actor_id: int | None
+    copy: bool | None = None  # COPY (default on PostgreSQL); see app.services.bulk
+    consent_header: str = "consent"
 
-    def tag(self, name: str) -> Tag:
-        found = self.tags.get(name.lower())
-        if found is None:
-            found = Tag(tenant_id=self.imp.tenant_id, name=name)
-            self.session.add(found)
-            self.tags[name.lower()] = found
-        return found
+    def tag_ids(self, rows: list[_Row]) -> None:
+        """Create the tags the rows name that the tenant lacks (ORM: audited as usual)."""
+        missing: dict[str, Tag] = {}
+        for row in rows:
+            for name in row.tags:
+                key = name.lower()
+                if key not in self.tags and key not in missing:
+                    missing[key] = Tag(tenant_id=self.imp.tenant_id, name=name)
+        if missing:
+            self.session.add_all(missing.values())
+            self.session.flush()
+            self.tags.update({key: tag.id for key, tag in missing.items()})
 
-    def apply(self, row: _Row, contact: Contact | None) -> str:
-        """Create or update one contact; "created", "updated" or "unchanged"."""
-        created = contact is None
-        changed = False
-        if contact is None:
-            contact = Contact(
-                tenant_id=self.imp.tenant_id,
-                phone=row.phone,
-                wa_id=row.wa_id,
-                consent_state=ConsentState.unknown,
-                marketing_objection=False,
+    def write(self, rows: list[_Row], lines: tuple[int, int]) -> list[list[RowError]]:
+        """Create or update ``rows`` with a handful of set-based statements.
+
+        One SELECT finds the contacts that exist; new contacts, tag links and consent
+        events are bulk-inserted (`app.services.bulk`: COPY on PostgreSQL); changed
+        contacts get one executemany UPDATE. The per-row audit capture of an ORM flush
+        is replaced by one ``contact_import.batch`` event naming the import, the lines
+        and the ids of the contacts created and updated.
+        """
+        imp, session, tenant_id = self.imp, self.session, self.imp.tenant_id
+        refused: list[list[RowError]] = []
+        if not rows:
+            return refused
+        existing = {
+            found.wa_id: found
+            for found in session.execute(
+                select(
+                    Contact.id,
+                    Contact.wa_id,
+                    Contact.phone,
+                    Contact.display_name,
+                    Contact.email,
+                    Contact.notes,
+                    Contact.consent_state,
+                ).where(Contact.tenant_id == tenant_id, Contact.wa_id.in_([r.wa_id for r in rows]))
             )
-            self.session.add(contact)
-        elif contact.phone != row.phone:
-            contact.phone, changed = row.phone, True
-        for key, value in row.values.items():
-            if value is not None and getattr(contact, key) != value:
-                setattr(contact, key, value)
-                changed = True
-        current = {t.name.lower() for t in contact.tags}
-        for name in row.tags:
-            if name.lower() not in current:
-                contact.tags.append(self.tag(name))
-                changed = True
-        if row.consent is not None:
-            target = (
-                ConsentState.opted_in
-                if row.consent == ConsentAction.opt_in
-                else ConsentState.opted_out
+        }
+        self.tag_ids(rows)
+        linked: set[tuple[int, int]] = set()
+        if existing and any(r.tags for r in rows):
+            linked = set(
+                session.execute(
+                    select(contact_tag.c.contact_id, contact_tag.c.tag_id).where(
+                        contact_tag.c.contact_id.in_([c.id for c in existing.values()])
+                    )
+                ).tuples()
             )
-            if contact.consent_state != target:
-                record_consent(
-                    self.session,
-                    contact,
+        now = utcnow()
+        new: list[_Row] = []
+        changed: list[dict[str, Any]] = []
+        links: list[tuple[_Row, int | None]] = []  # (row, contact id; None = new contact)
+        consents: list[tuple[_Row, int | None]] = []
+        unchanged = 0
+        for row in rows:
+            target = _CONSENT_STATE.get(row.consent)
+            found = existing.get(row.wa_id)
+            if found is None:
+                new.append(row)
+                if row.tags:
+                    links.append((row, None))
+                if target is not None:
+                    consents.append((row, None))
+                continue
+            if target == ConsentState.opted_in and found.consent_state == ConsentState.opted_out:
+                # The person's own opt-out (STOP, WhatsApp settings, a request) outranks
+                # a file's claim of consent: only they can opt back in (P9).
+                refused.append([RowError(row.line, self.consent_header, "yes", OPTED_OUT)])
+                continue
+            values = {
+                "phone": row.phone,
+                "display_name": row.display_name,
+                "email": row.email,
+                "notes": row.notes,
+                "consent_state": target,
+            }
+            update = {
+                key: value
+                for key, value in values.items()
+                if value is not None and getattr(found, key) != value
+            }
+            if "consent_state" in update:
+                consents.append((row, found.id))
+            new_tags = any((found.id, self.tags[t.lower()]) not in linked for t in row.tags)
+            if new_tags:
+                links.append((row, found.id))
+            if update:
+                merged = {k: getattr(found, k) for k in _UPDATABLE} | update
+                changed.append(
+                    {"b_id": found.id, "v_updated_at": now}
+                    | {f"v_{k}": v for k, v in merged.items()}
+                )
+            elif not new_tags:
+                unchanged += 1
+        new_ids = bulk.insert_with_ids(
+            session,
+            _CONTACT,
+            _INSERT_COLUMNS,
+            [
+                (
+                    tenant_id,
+                    row.phone,
+                    row.wa_id,
+                    row.display_name,
+                    row.email,
+                    row.notes,
+                    _CONSENT_STATE.get(row.consent, ConsentState.unknown),
+                    False,
+                    now,
+                    now,
+                )
+                for row in new
+            ],
+            copy=self.copy,
+        )
+        created_ids = {row.wa_id: cid for row, cid in zip(new, new_ids, strict=True)}
+        if changed:
+            session.execute(_UPDATE_CONTACT.where(_CONTACT.c.tenant_id == tenant_id), changed)
+        link_rows = []
+        for row, contact_id in links:
+            cid = contact_id or created_ids[row.wa_id]
+            for name in row.tags:
+                tag_id = self.tags[name.lower()]
+                if (cid, tag_id) not in linked:
+                    link_rows.append((cid, tag_id))
+        bulk.insert_rows(session, contact_tag, ("contact_id", "tag_id"), link_rows, self.copy)
+        bulk.insert_rows(
+            session,
+            ConsentEvent.__table__,
+            _CONSENT_COLUMNS,
+            [
+                (
+                    tenant_id,
+                    contact_id or created_ids[row.wa_id],
                     row.consent,
                     ConsentSource.import_,
-                    evidence=f"import {self.imp.filename} line {row.line}",
-                    actor_id=self.actor_id,
+                    f"import {imp.filename} line {row.line}",
+                    now,
+                    self.actor_id,
                 )
-                changed = True
-        if created:
-            return "created"
-        return "updated" if changed else "unchanged"
+                for row, contact_id in consents
+            ],
+            self.copy,
+        )
+        updated_ids = sorted({c["b_id"] for c in changed} | {cid for _, cid in links if cid})
+        imp.created_count += len(new)
+        imp.updated_count += len(updated_ids)
+        imp.unchanged_count += unchanged
+        audit.record(
+            "contact_import.batch",
+            imp,
+            session=session,
+            lines=f"{lines[0]}-{lines[1]}",
+            created=len(new),
+            updated=len(updated_ids),
+            unchanged=unchanged,
+            consent_events=len(consents),
+            created_ids=new_ids,
+            updated_ids=updated_ids,
+            refused=len(refused),
+        )
+        return refused
+
+
+@dataclass
+class _ParsedBatch:
+    size: int  # rows read (good and bad)
+    lines: tuple[int, int]
+    good: list[_Row]
+    errors: list[list[RowError]]  # one list per bad row
+
+
+def _parsed_batches(
+    rows: Iterator[tuple[int, list[str]]], columns: dict[str, tuple[str, int]], size: int
+) -> Iterator[_ParsedBatch]:
+    seen: dict[str, int] = {}
+    while True:
+        batch = list(itertools.islice(rows, size))
+        if not batch:
+            return
+        parsed = _ParsedBatch(len(batch), (batch[0][0], batch[-1][0]), [], [])
+        for line, cells in batch:
+            row, row_errors = _parse_row(line, cells, columns, seen)
+            if row is not None:
+                parsed.good.append(row)
+            else:
+                parsed.errors.append(row_errors)
+        yield parsed
 
 
 def run_import(
     session: Session,
     imp: ContactImport,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     after_batch: Callable[[], None] | None = None,
+    copy: bool | None = None,
 ) -> dict[str, int]:
     """Import every row of ``imp`` (counters start from zero); returns the counts.
 
     The import ends ``done`` with its counters and errors CSV set; the caller commits.
+    Rows are parsed one batch ahead in a helper thread (pure Python, no database) while
+    this thread writes the previous batch: the parsing runs while the database works.
+    Contacts written here bypass the ORM unit of work: contacts and tags the session
+    already holds are expired at the end so nobody reads stale values.
     """
     headers, rows = read_csv(imp.content)
-    mapping = validate_mapping(headers, imp.mapping or {})
+    columns = _columns(headers, validate_mapping(headers, imp.mapping or {}))
     imp.total_rows = count_rows(imp.content)
     imp.processed_rows = imp.created_count = imp.updated_count = 0
     imp.unchanged_count = imp.error_count = 0
-    tenant_tags = session.scalars(select(Tag).where(Tag.tenant_id == imp.tenant_id))
-    run = _Run(session, imp, {t.name.lower(): t for t in tenant_tags}, imp.created_by_id)
-    seen: dict[str, int] = {}
-    errors: list[RowError] = []
-
-    def flush_batch(batch: list[tuple[int, list[str]]]) -> None:
-        good: list[_Row] = []
-        for line, cells in batch:
-            row, row_errors = _parse_row(line, cells, headers, mapping, seen)
-            if row_errors:
-                errors.extend(row_errors)
-                imp.error_count += 1
-            elif row is not None:
-                good.append(row)
-        existing = {}
-        if good:
-            stmt = (
-                select(Contact)
-                .where(
-                    Contact.tenant_id == imp.tenant_id,
-                    Contact.wa_id.in_([r.wa_id for r in good]),
-                )
-                .options(selectinload(Contact.tags))
-            )
-            existing = {c.wa_id: c for c in session.scalars(stmt)}
-        for row in good:
-            outcome = run.apply(row, existing.get(row.wa_id))
-            if outcome == "created":
-                imp.created_count += 1
-            elif outcome == "updated":
-                imp.updated_count += 1
-            else:
-                imp.unchanged_count += 1
-        imp.processed_rows += len(batch)
-        imp.errors_csv = errors_csv(errors) if errors else None
-        session.flush()
-        if after_batch is not None:
-            after_batch()
-
-    batch: list[tuple[int, list[str]]] = []
-    for item in rows:
-        batch.append(item)
-        if len(batch) >= batch_size:
-            flush_batch(batch)
-            batch = []
-    if batch or imp.processed_rows == 0:
-        flush_batch(batch)
+    imp.errors_csv = None
+    tenant_tags = session.execute(select(Tag.id, Tag.name).where(Tag.tenant_id == imp.tenant_id))
+    run = _Run(
+        session,
+        imp,
+        {name.lower(): tag_id for tag_id, name in tenant_tags},
+        imp.created_by_id,
+        copy,
+        columns.get("consent", ("consent", 0))[0],
+    )
+    error_lines = ErrorsWriter()
+    batches = _parsed_batches(rows, columns, batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-parse") as parser:
+        pending = parser.submit(next, batches, None)
+        while (parsed := pending.result()) is not None:
+            pending = parser.submit(next, batches, None)
+            bad = parsed.errors + run.write(parsed.good, parsed.lines)
+            bad.sort(key=lambda errors: errors[0].line)
+            for row_errors in bad:
+                error_lines.add(row_errors)
+            imp.error_count += len(bad)
+            imp.processed_rows += parsed.size
+            if bad:  # the CSV is rewritten only when it grew
+                imp.errors_csv = error_lines.value()
+            session.flush()
+            if after_batch is not None:
+                after_batch()
     imp.status = ImportStatus.done
     imp.finished_at = utcnow()
     session.flush()
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Contact | Tag):
+            session.expire(obj)
     return {
         "rows": imp.processed_rows,
         "created": imp.created_count,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -34,11 +35,31 @@ TRANSITIONS: dict[TenantStatus, set[TenantStatus]] = {
 }
 
 
+# An ASCII dot-atom local part (RFC 5322 atext): email_validator accepts it as written.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _email_domain(domain: str) -> str | None:
+    """The normalised domain, or None when email_validator refuses it (cached: a file of
+    contacts repeats a few domains, and the domain checks are most of the cost)."""
+    try:
+        return validate_email("x@" + domain, check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
 def normalize_email(value: str, field: str = "email") -> str:
     """Validate an email address's syntax and return it normalised (lower-case domain).
 
     :raises TenantValidationError: when it is not a valid address.
     """
+    local, at, domain = (value or "").strip().rpartition("@")
+    if at and len(local) <= 64 and len(local) + len(domain) < 254 and _PLAIN_LOCAL.fullmatch(local):
+        normalized = _email_domain(domain)
+        if normalized is not None:
+            return f"{local}@{normalized}"
+    # Anything else gets email_validator's full check (and its explanation).
     try:
         return validate_email((value or "").strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:

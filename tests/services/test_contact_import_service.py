@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.models.audit import AuditEvent
 from app.models.contact import ConsentEvent, ConsentSource, ConsentState, Contact, Tag
 from app.models.contact_import import ContactImport, ImportStatus
 from app.services import contact_import as imports
@@ -221,3 +222,76 @@ def test_contacts_of_another_tenant_are_not_touched(tenant_a, tenant_b):
         assert imports.run_import(db.session, imp)["created"] == 1
     with tenant_scope(tenant_b.id):
         assert _contact(tenant_b.id, "919900110031").display_name == "B Person"
+
+
+def test_each_batch_is_audited_once_with_the_contacts_it_wrote(tenant_a):
+    text = "phone,name\n" + "".join(f"99003{i:05d},P {i}\n" for i in range(5))
+    with tenant_scope(tenant_a.id):
+        imp = _import(tenant_a.id, text)
+        imports.run_import(db.session, imp, batch_size=3)
+        events = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "contact_import.batch")
+            .where(AuditEvent.object_id == str(imp.id))
+            .order_by(AuditEvent.id)
+        ).all()
+        assert [e.details["lines"] for e in events] == ["2-4", "5-6"]
+        assert [e.details["created"] for e in events] == [3, 2]
+        created = [cid for e in events for cid in e.details["created_ids"]]
+        ids = db.session.scalars(
+            select(Contact.id).where(
+                Contact.tenant_id == tenant_a.id, Contact.wa_id.like("9199003%")
+            )
+        ).all()
+        assert sorted(created) == sorted(ids) and len(ids) == 5
+        assert all(e.tenant_id == tenant_a.id for e in events)
+        # Nothing personal in the details: counts, lines and ids only.
+        assert "P 1" not in str([e.details for e in events])
+
+
+def test_an_import_cannot_opt_back_in_someone_who_opted_out(tenant_a):
+    with tenant_scope(tenant_a.id):
+        imports.run_import(db.session, _import(tenant_a.id, GOOD))  # Bala opted out
+        events = _events(tenant_a.id)
+        imp = _import(tenant_a.id, "phone,name,consent\n099001 10002,Bala I.,yes\n")
+        counts = imports.run_import(db.session, imp)
+        assert counts["errors"] == 1 and counts["updated"] == 0
+        bala = _contact(tenant_a.id, "919900110002")
+        assert bala.consent_state == ConsentState.opted_out
+        assert bala.display_name == "Bala Iyer"  # the whole row was skipped
+        assert _events(tenant_a.id) == events
+        (error,) = _errors(imp)
+        assert error["line"] == "2" and error["column"] == "consent"
+        assert error["reason"] == imports.OPTED_OUT
+
+
+@pytest.mark.parametrize("copy", [True, False], ids=["copy", "multi-row insert"])
+def test_both_write_paths_store_the_same_values_with_awkward_text(tenant_a, copy):
+    text = (
+        "phone,name,notes,tags,consent\n"
+        '9900110041,"Tab\there","back\\\\slash \\N and ""quotes""",vip,yes\n'
+        '9900110042,"Line\nbreak",,,no\n'
+    )
+    with tenant_scope(tenant_a.id):
+        imp = _import(tenant_a.id, text)
+        counts = imports.run_import(db.session, imp, copy=copy)
+        assert counts["created"] == 2 and counts["errors"] == 0
+        first = _contact(tenant_a.id, "919900110041")
+        assert first.display_name == "Tab\there"
+        assert first.notes == 'back\\\\slash \\N and "quotes"'
+        assert [t.name for t in first.tags] == ["vip"]
+        assert first.consent_state == ConsentState.opted_in
+        assert first.consent_events[0].evidence == "import people.csv line 2"
+        second = _contact(tenant_a.id, "919900110042")
+        assert second.display_name == "Line\nbreak"
+        assert second.notes is None and second.consent_state == ConsentState.opted_out
+        assert second.created_at is not None and second.marketing_objection is False
+
+
+def test_contacts_already_loaded_in_the_session_show_the_imported_values(tenant_a):
+    with tenant_scope(tenant_a.id):
+        imports.run_import(db.session, _import(tenant_a.id, GOOD))
+        chitra = _contact(tenant_a.id, "919900110003")
+        assert chitra.display_name == "Chitra Rao"
+        imports.run_import(db.session, _import(tenant_a.id, "phone,name\n9900110003,Chitra R\n"))
+        assert chitra.display_name == "Chitra R"
