@@ -84,7 +84,9 @@ WOFFICE_ROLES: dict[str, dict] = {
         "description": "Answers the conversations assigned to them; reads contacts.",
         "permissions": [
             # Not can_view_all: an agent sees only the conversations assigned to them.
-            (r"(?!can_view_all$).*", r"Conversation.*|Message.*"),
+            (r"(?!can_view_all$).*", r"Conversation(?!Api$).*|Message(?!Api$).*"),
+            # The APIs (ContactApi, TagApi, ConversationApi, MessageApi): reads only.
+            (_READ, r"ConversationApi|MessageApi"),
             (r"menu_access", r"Business"),
             (_READ, r"Contact(?!Import).*|Tag.*"),
             (r".*", r"MyAccountView"),
@@ -187,6 +189,11 @@ class BaseConfig:
     WHATSAPP_VERIFY_TOKEN = os.environ.get("WHATSAPP_VERIFY_TOKEN", "woffice-demo-verify")
     WHATSAPP_STOP_KEYWORDS = _env_list("WHATSAPP_STOP_KEYWORDS") or ["STOP", "UNSUBSCRIBE"]
     WHATSAPP_START_KEYWORDS = _env_list("WHATSAPP_START_KEYWORDS") or ["START"]
+    # --- WhatsApp Cloud API client (reference 1, 7); the demo points it at tests/fakes ---
+    WHATSAPP_API_BASE = os.environ.get("WHATSAPP_API_BASE", "https://graph.facebook.com")
+    WHATSAPP_API_VERSION = os.environ.get("WHATSAPP_API_VERSION", "v25.0")
+    WHATSAPP_CONNECT_TIMEOUT = float(os.environ.get("WHATSAPP_CONNECT_TIMEOUT", "3"))
+    WHATSAPP_READ_TIMEOUT = float(os.environ.get("WHATSAPP_READ_TIMEOUT", "15"))
 
     # --- mail -----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")

@@ -8,6 +8,7 @@ from flask_appbuilder import AppBuilder
 def register_views(appbuilder: AppBuilder) -> None:
     """Add every Woffice view and menu entry (called once by the factory)."""
     from app.views.account import MyAccountView
+    from app.views.api import API_CLASSES
     from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
     from app.views.contact import ContactModelView, TagModelView
     from app.views.contact_import import ContactImportView
@@ -45,4 +46,6 @@ def register_views(appbuilder: AppBuilder) -> None:
     )
     appbuilder.add_view(LoginActivityView, "Login activity", icon="fa-sign-in", category="Audit")
     appbuilder.add_api(AuditEventApi)
+    for api in API_CLASSES:
+        appbuilder.add_api(api)
     appbuilder.add_view_no_menu(MyAccountView)

@@ -6,6 +6,10 @@ import html
 import re
 
 import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models.user import Role
 
 SECURITY_MENU = {
     "List Users",
@@ -92,6 +96,13 @@ def test_platform_admin_does_not_see_the_tenant_team_screen(client, login):
         ("compliance@xigmapro.example", "get", "/tenants/add"),
         ("compliance@xigmapro.example", "get", "/roles/list/"),
         ("admin@xigmapro.example", "get", "/team/add"),
+        # REST APIs: agents read contacts, tags, conversations and messages only.
+        ("agent@acme.example", "post", "/api/v1/contact/"),
+        ("agent@acme.example", "post", "/api/v1/tag/"),
+        ("billing@xigmapro.example", "get", "/api/v1/contact/"),
+        ("billing@xigmapro.example", "get", "/api/v1/conversation/"),
+        ("compliance@xigmapro.example", "get", "/api/v1/message/"),
+        ("compliance@xigmapro.example", "get", "/api/v1/tag/"),
     ],
 )
 def test_a_denied_url_answers_403_when_logged_in(client, login, csrf_token, email, method, url):
@@ -121,3 +132,36 @@ def test_a_protected_url_sends_an_anonymous_visitor_to_login(client, url):
     final = client.get(url, follow_redirects=True)
     assert final.request.path == "/login"
     assert final.status_code == 200
+
+
+API_VIEWS = ("ContactApi", "TagApi", "ConversationApi", "MessageApi")
+
+
+def api_permissions(role_name: str) -> set[tuple[str, str]]:
+    role = db.session.scalars(select(Role).where(Role.name == role_name)).one()
+    return {
+        (pv.permission.name, pv.view_menu.name)
+        for pv in role.permissions
+        if pv.view_menu.name in API_VIEWS
+    }
+
+
+def test_api_permissions_follow_the_roles(app):
+    """Tenant Admin: everything on the APIs; Agent: reads only; Billing/Compliance: none."""
+    admin = api_permissions("Tenant Admin")
+    assert {
+        ("can_post", "ContactApi"),
+        ("can_put", "ContactApi"),
+        ("can_consent", "ContactApi"),
+    } <= admin
+    assert {
+        ("can_delete", "TagApi"),
+        ("can_put", "ConversationApi"),
+        ("can_get", "MessageApi"),
+    } <= admin
+    reads = {(p, v) for p in ("can_get", "can_info") for v in API_VIEWS}
+    assert api_permissions("Agent") == reads
+    assert api_permissions("Billing") == set()
+    assert api_permissions("Compliance") == set()
+    # Platform Admin keeps the same reach as on the Business screens (every tenant).
+    assert admin <= api_permissions("Platform Admin")
