@@ -1,0 +1,588 @@
+"""WhatsApp Cloud API client over httpx (contract: reference/whatsapp-cloud-api.md §1, §2, §5).
+
+* **Connections** are pooled: one `httpx.Client` per process and base URL
+  (`http_client`), shared by every `WhatsAppClient` and thread; a forked RQ work horse
+  gets its own, never its parent's sockets. Every call has explicit connect/read/write/
+  pool timeouts.
+* **Errors** are classified by the JSON ``error.code``, never by the HTTP status (copies
+  of Meta's table disagree on it), through ONE table, `ERROR_RULES`, read by `classify`.
+  Each failure raises `WhatsAppError` carrying a `RetryClass` and a ``retry_after`` hint.
+  The same classification serves the ``errors[]`` of ``failed`` status webhooks
+  (`WhatsAppError.from_webhook`).
+* **The access token** goes only into the ``Authorization`` header of requests to the
+  configured base URL. It is never put in a URL, a log line, a repr or an exception;
+  template paging follows cursors on our own URL rather than Meta's ``paging.next``
+  (which may carry an ``access_token`` and could point elsewhere).
+* **Tracing**: campaign sends carry ``biz_opaque_callback_data`` in the form
+  ``campaign:<campaign id>:recipient:<recipient id>`` (`campaign_callback_data`), which
+  Meta echoes in status webhooks and the local fake counts by.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from flask import current_app, has_app_context
+
+from app.models.tenant import Tenant
+from app.services.exceptions import WofficeError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_BASE = "https://graph.facebook.com"
+# v25.0 (2026-02-18, available until 2028-07-29): what pywa targets (reference 7).
+DEFAULT_API_VERSION = "v25.0"
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=15.0, write=10.0, pool=10.0)
+POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30)
+TEXT_MAX = 4096
+CALLBACK_DATA_MAX_BYTES = 512
+TEMPLATE_FIELDS = "id,name,status,category,language,components,parameter_format"
+MAX_TEMPLATE_PAGES = 1000
+_VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?$")
+_CALLBACK = re.compile(r"^campaign:(\d+):recipient:(\d+)$")
+_TITLE_PREFIX = re.compile(r"^\(#\d+\)\s*")
+
+
+# ----------------------------------------------------------------- error classes
+
+
+class RetryClass(enum.StrEnum):
+    """What the caller may do after a failed call."""
+
+    soon = "soon"  # transient: back off (seconds, with jitter) and try again
+    recipient_later = "recipient_later"  # pair limit: this recipient only, after >= 6 s
+    tomorrow = "tomorrow"  # per-user marketing cap: try again on a later day
+    permanent = "permanent"  # never retry automatically; record code and title
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    """How one error code is handled: retry class, delay hint (seconds), meaning."""
+
+    retry: RetryClass
+    retry_after: float | None
+    meaning: str
+
+
+def _rule(retry: RetryClass, retry_after: float | None, meaning: str) -> ErrorRule:
+    return ErrorRule(retry, retry_after, meaning)
+
+
+_SOON, _PAIR, _TOMORROW, _NEVER = (
+    RetryClass.soon,
+    RetryClass.recipient_later,
+    RetryClass.tomorrow,
+    RetryClass.permanent,
+)
+
+# THE table (reference 2, 3, 6). Codes absent from it fall to `classify`'s defaults.
+ERROR_RULES: dict[int, ErrorRule] = {
+    # Throughput and rate limits: back off and retry.
+    130429: _rule(_SOON, 1.0, "Throughput (messages per second) of the number exceeded"),
+    4: _rule(_SOON, 60.0, "Application call-rate limit reached"),
+    80007: _rule(_SOON, 60.0, "WhatsApp Business Account rate limit reached"),
+    131057: _rule(_SOON, 60.0, "Business account in maintenance (e.g. throughput upgrade)"),
+    # Meta-side trouble: retry a few times.
+    131000: _rule(_SOON, 2.0, "Something went wrong"),
+    1: _rule(_SOON, 2.0, "Unknown API error"),
+    131016: _rule(_SOON, 5.0, "Service unavailable"),
+    2: _rule(_SOON, 5.0, "Service temporarily unavailable"),
+    # Pair rate limit: only this recipient waits; others are unaffected.
+    131056: _rule(_PAIR, 6.0, "Pair rate limit: too many messages to this user too fast"),
+    # Per-user marketing cap: a later day.
+    131049: _rule(_TOMORROW, 24 * 3600.0, "Per-user marketing limit (ecosystem engagement)"),
+    # Authentication, permissions, account state: permanent until someone fixes them.
+    0: _rule(_NEVER, None, "Authentication failed"),
+    190: _rule(_NEVER, None, "Access token invalid or expired"),
+    3: _rule(_NEVER, None, "Capability or permission issue"),
+    10: _rule(_NEVER, None, "Permission denied"),
+    368: _rule(_NEVER, None, "Temporarily blocked for policy violations"),
+    131031: _rule(_NEVER, None, "Business account locked"),
+    131042: _rule(_NEVER, None, "Payment method problem"),
+    131030: _rule(_NEVER, None, "Recipient not in the test number's allowed list"),
+    # Quality-based limits: retrying hurts the number's quality, so no automatic retry.
+    131048: _rule(_NEVER, None, "Spam rate limit (message quality)"),
+    131064: _rule(_NEVER, None, "Messaging limit after template-category violations"),
+    # The recipient.
+    131026: _rule(_NEVER, None, "Message undeliverable"),
+    131047: _rule(_NEVER, None, "Re-engagement: more than 24 hours since the user's last message"),
+    131050: _rule(_NEVER, None, "User stopped marketing messages from this business"),
+    131051: _rule(_NEVER, None, "Unsupported message type"),
+    # The request itself.
+    100: _rule(_NEVER, None, "Invalid parameter"),
+    131008: _rule(_NEVER, None, "Required parameter missing"),
+    131009: _rule(_NEVER, None, "Parameter value not valid"),
+    132000: _rule(_NEVER, None, "Template parameter count mismatch"),
+    132001: _rule(_NEVER, None, "Template does not exist in that language or is not approved"),
+    132015: _rule(_NEVER, None, "Template paused"),
+    132016: _rule(_NEVER, None, "Template disabled"),
+}
+# Families: every 132xxx is a template problem, every 2xx a missing permission.
+ERROR_FAMILIES: tuple[tuple[range, ErrorRule], ...] = (
+    (range(132000, 133000), _rule(_NEVER, None, "Template error")),
+    (range(200, 300), _rule(_NEVER, None, "Permission missing")),
+)
+# Failures without a known code. An unknown code is permanent (recorded with its code,
+# never retried blindly) unless Meta flags it transient or the server failed (5xx): a
+# caller's retry budget bounds those. A reply with no parsable error retries on 408,
+# 429 and 5xx only.
+UNKNOWN_TRANSIENT = _rule(_SOON, 5.0, "Unknown transient error")
+UNKNOWN_PERMANENT = _rule(_NEVER, None, "Unknown error")
+HTTP_TRANSIENT = _rule(_SOON, 2.0, "Server error without a parsable body")
+HTTP_PERMANENT = _rule(_NEVER, None, "HTTP error without a parsable body")
+TIMEOUT = _rule(_SOON, 1.0, "Timed out")
+CONNECTION_FAILED = _rule(_SOON, 2.0, "Connection failed")
+BAD_REPLY = _rule(_NEVER, None, "Unreadable success reply")
+
+
+def classify(
+    code: int | None, *, http_status: int | None = None, is_transient: bool | None = None
+) -> ErrorRule:
+    """The rule for an error code (or, with no code, for the bare HTTP status)."""
+    if code is not None:
+        rule = ERROR_RULES.get(code)
+        if rule is None:
+            rule = next((r for codes, r in ERROR_FAMILIES if code in codes), None)
+        if rule is not None:
+            return rule
+        transient = bool(is_transient) or (http_status or 0) >= 500
+        return UNKNOWN_TRANSIENT if transient else UNKNOWN_PERMANENT
+    if http_status is not None and (http_status in (408, 429) or http_status >= 500):
+        return HTTP_TRANSIENT
+    return HTTP_PERMANENT
+
+
+class WhatsAppNotConfiguredError(WofficeError):
+    """The tenant has no business phone number id or no access token."""
+
+
+class WhatsAppError(WofficeError):
+    """A failed Cloud API call, classified by `classify`.
+
+    ``ambiguous`` is True when the request may have reached Meta before it failed (a
+    read timeout, a dropped connection, an unreadable 200): a retry could send twice.
+    """
+
+    def __init__(
+        self,
+        *,
+        code: int | None,
+        title: str,
+        rule: ErrorRule,
+        message: str = "",
+        details: str | None = None,
+        subcode: int | None = None,
+        fbtrace_id: str | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        ambiguous: bool = False,
+    ):
+        self.code, self.subcode, self.title = code, subcode, title
+        self.message, self.details, self.fbtrace_id = message, details, fbtrace_id
+        self.http_status, self.retry, self.ambiguous = http_status, rule.retry, ambiguous
+        self.retry_after = retry_after if retry_after is not None else rule.retry_after
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        code = "transport" if self.code is None else f"#{self.code}"
+        tail = f": {self.details}" if self.details else ""
+        return f"WhatsApp error ({code}) {self.title}{tail} [retry={self.retry}]"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether any automatic retry is allowed (every class but permanent)."""
+        return self.retry is not RetryClass.permanent
+
+    @classmethod
+    def from_reply(
+        cls, http_status: int, error: Any, *, retry_after: float | None = None
+    ) -> WhatsAppError:
+        """From an error reply's ``error`` object (None or junk: classified by status)."""
+        if not isinstance(error, Mapping):
+            rule = classify(None, http_status=http_status)
+            return cls(code=None, title=f"HTTP {http_status}", rule=rule, http_status=http_status)
+        code = _int(error.get("code"))
+        rule = classify(code, http_status=http_status, is_transient=error.get("is_transient"))
+        message = str(error.get("message") or "")
+        return cls(
+            code=code,
+            title=_title(error, message) or rule.meaning,
+            rule=rule,
+            message=message,
+            details=_details(error.get("error_data")),
+            subcode=_int(error.get("error_subcode")),
+            fbtrace_id=error.get("fbtrace_id"),
+            http_status=http_status,
+            retry_after=retry_after,
+        )
+
+    @classmethod
+    def from_webhook(cls, item: Mapping[str, Any]) -> WhatsAppError:
+        """From one ``errors[]`` item of a webhook (e.g. a ``failed`` status)."""
+        code = _int(item.get("code"))
+        rule = classify(code)
+        message = str(item.get("message") or "")
+        return cls(
+            code=code,
+            title=_title(item, message) or rule.meaning,
+            rule=rule,
+            message=message,
+            details=_details(item.get("error_data")),
+        )
+
+    @classmethod
+    def from_transport(cls, exc: httpx.TransportError) -> WhatsAppError:
+        """From a timeout or connection failure (the message names no URL or header)."""
+        rule = TIMEOUT if isinstance(exc, httpx.TimeoutException) else CONNECTION_FAILED
+        # Before a connection exists nothing was sent; after it, Meta may have the request.
+        unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        return cls(
+            code=None,
+            title=f"{rule.meaning} ({type(exc).__name__})",
+            rule=rule,
+            details=str(exc) or None,
+            ambiguous=not unsent,
+        )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _title(error: Mapping[str, Any], message: str) -> str:
+    title = error.get("title") or error.get("error_user_title") or _TITLE_PREFIX.sub("", message)
+    return str(title)[:200]
+
+
+def _details(error_data: Any) -> str | None:
+    # An object for message-send errors, a plain string for template management (2).
+    if isinstance(error_data, Mapping):
+        return error_data.get("details")
+    return str(error_data) if error_data else None
+
+
+# ------------------------------------------------------------------ connections
+
+_POOL: dict[tuple[int, str], httpx.Client] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def http_client(base_url: str) -> httpx.Client:
+    """The pooled httpx client of this process for ``base_url`` (created once)."""
+    key = (os.getpid(), base_url.rstrip("/"))
+    with _POOL_LOCK:
+        client = _POOL.get(key)
+        if client is None or client.is_closed:
+            client = httpx.Client(
+                base_url=key[1],
+                limits=POOL_LIMITS,
+                timeout=DEFAULT_TIMEOUT,
+                headers={"User-Agent": "woffice-backoffice"},
+            )
+            _POOL[key] = client
+        return client
+
+
+def close_http_clients() -> None:
+    """Close this process's pooled clients (worker shutdown, tests)."""
+    with _POOL_LOCK:
+        for key in [k for k in _POOL if k[0] == os.getpid()]:
+            _POOL.pop(key).close()
+
+
+# ----------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """An accepted send (not yet delivered: status webhooks tell the rest)."""
+
+    wamid: str
+    wa_id: str | None = None
+    input: str | None = None
+    message_status: str | None = None
+
+
+def normalize_version(version: str) -> str:
+    """``"25"``, ``"25.0"`` or ``"v25.0"`` -> ``"v25.0"``."""
+    match = _VERSION.match(version.strip())
+    if not match:
+        raise ValueError(f"not a Graph API version: {version!r}")
+    return f"v{match.group(1)}.{match.group(2) or 0}"
+
+
+def normalize_to(to: str) -> str:
+    """A recipient as Meta's examples send it: country code and digits, no ``+``."""
+    digits = re.sub(r"[\s\-().]", "", str(to)).removeprefix("+")
+    if not digits.isdigit() or not 7 <= len(digits) <= 15:
+        raise ValueError("recipient must be a phone number with its country code")
+    return digits
+
+
+def campaign_callback_data(campaign_id: int, recipient_id: int) -> str:
+    """``biz_opaque_callback_data`` tracing a campaign recipient through webhooks."""
+    return f"campaign:{int(campaign_id)}:recipient:{int(recipient_id)}"
+
+
+def parse_campaign_callback_data(value: str | None) -> tuple[int, int] | None:
+    """(campaign id, recipient id) from `campaign_callback_data`'s form, else None."""
+    match = _CALLBACK.match(value or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def body_component(params: Sequence[str] | Mapping[str, str]) -> dict[str, Any]:
+    """A template ``body`` component: positional (a list) or named (a mapping)."""
+    if isinstance(params, Mapping):
+        items = [{"type": "text", "parameter_name": k, "text": str(v)} for k, v in params.items()]
+    else:
+        items = [{"type": "text", "text": str(v)} for v in params]
+    return {"type": "body", "parameters": items}
+
+
+class WhatsAppClient:
+    """One business number's Cloud API calls, over the process's pooled connection."""
+
+    def __init__(
+        self,
+        access_token: str,
+        phone_number_id: str,
+        *,
+        business_account_id: str | None = None,
+        base_url: str = DEFAULT_API_BASE,
+        version: str = DEFAULT_API_VERSION,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        http: httpx.Client | None = None,
+    ):
+        if not access_token or not phone_number_id:
+            raise WhatsAppNotConfiguredError("an access token and a phone number id are needed")
+        self._token = access_token
+        self.phone_number_id = str(phone_number_id)
+        self.business_account_id = business_account_id
+        self.version = normalize_version(version)
+        self.timeout = timeout
+        self._http = http or http_client(base_url)
+
+    def __repr__(self) -> str:
+        return f"<WhatsAppClient number={self.phone_number_id} {self.version} token=***>"
+
+    # --- sending -------------------------------------------------------------------
+
+    def send_template(
+        self,
+        to: str,
+        name: str,
+        language: str,
+        *,
+        body: Sequence[str] | Mapping[str, str] | None = None,
+        components: Sequence[Mapping[str, Any]] = (),
+        callback_data: str | None = None,
+    ) -> SendResult:
+        """Send an approved template; ``body`` fills its variables (list or names).
+
+        :raises WhatsAppError: on any failure, classified.
+        :raises ValueError: for a bad recipient, a string body, or callback data over 512 B.
+        """
+        if isinstance(body, str):
+            raise ValueError("body takes a list of values or a mapping of names, not a string")
+        template: dict[str, Any] = {"name": name, "language": {"code": language}}
+        parts = ([body_component(body)] if body else []) + [dict(c) for c in components]
+        if parts:
+            template["components"] = parts
+        return self._send(to, "template", template, callback_data)
+
+    def send_text(
+        self,
+        to: str,
+        text: str,
+        *,
+        preview_url: bool = False,
+        reply_to: str | None = None,
+        callback_data: str | None = None,
+    ) -> SendResult:
+        """Send a free-form text (only inside the 24-hour window; else 131047 follows).
+
+        :raises WhatsAppError: on any failure, classified.
+        :raises ValueError: for an empty or over-long text or a bad recipient.
+        """
+        if not text or len(text) > TEXT_MAX:
+            raise ValueError(f"text must be 1 to {TEXT_MAX} characters")
+        extra = {"context": {"message_id": reply_to}} if reply_to else {}
+        content = {"preview_url": bool(preview_url), "body": text}
+        return self._send(to, "text", content, callback_data, extra)
+
+    def mark_as_read(self, message_id: str) -> bool:
+        """Mark an inbound message read (blue ticks); True when Meta says success.
+
+        :raises WhatsAppError: on any failure, classified.
+        """
+        payload = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        reply = self._request("POST", f"{self.phone_number_id}/messages", json=payload)
+        return bool(reply.get("success"))
+
+    def _send(
+        self,
+        to: str,
+        kind: str,
+        content: dict[str, Any],
+        callback_data: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> SendResult:
+        payload: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": normalize_to(to),
+            "type": kind,
+            kind: content,
+            **(extra or {}),
+        }
+        if callback_data is not None:
+            if len(callback_data.encode()) > CALLBACK_DATA_MAX_BYTES:
+                raise ValueError("biz_opaque_callback_data is limited to 512 bytes")
+            payload["biz_opaque_callback_data"] = callback_data
+        reply = self._request("POST", f"{self.phone_number_id}/messages", json=payload)
+        try:
+            message = reply["messages"][0]
+            contact = (reply.get("contacts") or [{}])[0]
+            return SendResult(
+                wamid=str(message["id"]),
+                wa_id=contact.get("wa_id"),
+                input=contact.get("input"),
+                message_status=message.get("message_status"),
+            )
+        except (KeyError, IndexError, TypeError, AttributeError):
+            # A 200 without a message id: Meta may well have accepted it. Not retried.
+            raise WhatsAppError(
+                code=None, title=BAD_REPLY.meaning, rule=BAD_REPLY, ambiguous=True
+            ) from None
+
+    # --- templates -----------------------------------------------------------------
+
+    def iter_templates(
+        self,
+        business_account_id: str | None = None,
+        *,
+        fields: str = TEMPLATE_FIELDS,
+        limit: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """Every message template of the WABA, following cursors across all pages.
+
+        :raises WhatsAppError: on any failure, classified.
+        :raises WhatsAppNotConfiguredError: without a business account id.
+        """
+        waba = business_account_id or self.business_account_id
+        if not waba:
+            raise WhatsAppNotConfiguredError("no WhatsApp Business Account id")
+        params: dict[str, Any] = {"fields": fields, "limit": limit}
+        seen: set[str] = set()
+        for _page in range(MAX_TEMPLATE_PAGES):
+            reply = self._request("GET", f"{waba}/message_templates", params=params)
+            yield from reply.get("data") or []
+            after = _next_cursor(reply.get("paging") or {})
+            if after is None or after in seen:
+                return
+            seen.add(after)
+            params = {**params, "after": after}
+        raise WhatsAppError(
+            code=None, title="Too many template pages", rule=HTTP_PERMANENT, ambiguous=False
+        )
+
+    def list_templates(
+        self, business_account_id: str | None = None, **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """`iter_templates` as a list."""
+        return list(self.iter_templates(business_account_id, **kwargs))
+
+    # --- transport -----------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        url = f"/{self.version}/{path}"
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            response = self._http.request(
+                method, url, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except httpx.TransportError as exc:
+            error = WhatsAppError.from_transport(exc)
+            log.warning("whatsapp %s %s: %s", method, url, error)
+            # `from None`: the httpx exception holds the request, headers and all.
+            raise error from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success and isinstance(body, dict) and "error" not in body:
+            return body
+        if response.is_success:
+            raise WhatsAppError(code=None, title=BAD_REPLY.meaning, rule=BAD_REPLY, ambiguous=True)
+        error = WhatsAppError.from_reply(
+            response.status_code,
+            body.get("error") if isinstance(body, dict) else None,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+        )
+        log.info("whatsapp %s %s: %s", method, url, error)
+        raise error
+
+
+def _next_cursor(paging: Mapping[str, Any]) -> str | None:
+    """The ``after`` cursor, when Meta says there is a next page (``paging.next``)."""
+    if not paging.get("next"):
+        return None
+    after = (paging.get("cursors") or {}).get("after")
+    if after:
+        return str(after)
+    query = httpx.URL(str(paging["next"])).params
+    return query.get("after")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: ignore, the rule's hint applies
+
+
+def api_settings(config: Mapping[str, Any] | None = None) -> tuple[str, str, httpx.Timeout]:
+    """(base URL, version, timeout) from app config, defaults where unset."""
+    if config is None:
+        config = current_app.config if has_app_context() else {}
+    timeout = httpx.Timeout(
+        connect=float(config.get("WHATSAPP_CONNECT_TIMEOUT") or DEFAULT_TIMEOUT.connect),
+        read=float(config.get("WHATSAPP_READ_TIMEOUT") or DEFAULT_TIMEOUT.read),
+        write=DEFAULT_TIMEOUT.write,
+        pool=DEFAULT_TIMEOUT.pool,
+    )
+    base = config.get("WHATSAPP_API_BASE") or DEFAULT_API_BASE
+    return base, config.get("WHATSAPP_API_VERSION") or DEFAULT_API_VERSION, timeout
+
+
+def client_for_tenant(tenant: Tenant, config: Mapping[str, Any] | None = None) -> WhatsAppClient:
+    """A client for the tenant's business number, with its decrypted access token.
+
+    :raises WhatsAppNotConfiguredError: no phone number id or no access token.
+    :raises SecretDecryptionError: the stored token opens with no configured key.
+    """
+    token = tenant.wa_access_token
+    if not tenant.wa_phone_number_id or not token:
+        raise WhatsAppNotConfiguredError(
+            f"{tenant.name}: set the WhatsApp phone number id and access token first"
+        )
+    base, version, timeout = api_settings(config)
+    return WhatsAppClient(
+        token,
+        tenant.wa_phone_number_id,
+        business_account_id=tenant.wa_business_account_id,
+        base_url=base,
+        version=version,
+        timeout=timeout,
+    )
