@@ -36,6 +36,7 @@ from app.models.audit import AuditEvent
 from app.models.conversation import Conversation, Message
 from app.models.mixins import TenantOwned, audit_name
 from app.models.tenant import Tenant
+from app.models.user import AppUser
 
 T = TypeVar("T")
 
@@ -142,10 +143,10 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         with_loader_criteria(
             TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True
         ),
-        # Users: a tenant sees its own team only, never platform staff.
-        with_loader_criteria(
-            User, lambda cls: cls.__table__.c.tenant_id == tenant_id, include_aliases=True
-        ),
+        # Users: a tenant sees its own team only, never platform staff. On AppUser
+        # (FAB's User has no tenant_id attribute): a mapped attribute is adapted to
+        # aliases, a Table column was not (a join on an aliased user failed).
+        with_loader_criteria(AppUser, lambda cls: cls.tenant_id == tenant_id, include_aliases=True),
         with_loader_criteria(Tenant, lambda cls: cls.id == tenant_id, include_aliases=True),
         with_loader_criteria(
             AuditEvent, lambda cls: cls.tenant_id == tenant_id, include_aliases=True

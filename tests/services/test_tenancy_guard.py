@@ -154,3 +154,33 @@ def test_the_scope_is_restored_after_the_block(tenant_a, tenant_b):
             assert _emails() == {"owner@bharatfoods.example", "agent@bharatfoods.example"}
         assert current_tenant_id() == tenant_a.id
     assert current_tenant_id() is None
+
+
+def test_users_joined_under_an_alias_are_scoped_too(tenant_a, user_by_email):
+    """FAB joins users under an alias for dotted list columns (assignee.first_name)."""
+    from sqlalchemy.orm import aliased
+
+    from app.models import Contact, Conversation
+
+    b_owner = user_by_email("owner@bharatfoods.example")
+    with tenant_scope(tenant_a.id):
+        contact = Contact(tenant_id=tenant_a.id, phone="+919900120001", wa_id="919900120001")
+        db.session.add(contact)
+        db.session.flush()
+        # A row pointing at another tenant's user (as a corrupted row would).
+        conversation = Conversation(tenant_id=tenant_a.id, contact_id=contact.id)
+        db.session.add(conversation)
+        db.session.flush()
+    db.session.execute(
+        Conversation.__table__.update()
+        .where(Conversation.__table__.c.id == conversation.id)
+        .values(assignee_id=b_owner.id)
+    )
+    assignee = aliased(AppUser)
+    with tenant_scope(tenant_a.id):
+        rows = db.session.execute(
+            select(Conversation.id, assignee.email)
+            .outerjoin(assignee, Conversation.assignee)
+            .where(Conversation.id == conversation.id)
+        ).all()
+    assert rows == [(conversation.id, None)]  # the other tenant's user is not joined
