@@ -22,10 +22,15 @@ class BenchConfig(TestingConfig):
     REDIS_URL = None
 
 
-def bench_app() -> Flask:
-    """A fresh app on a re-created ``woffice_bench`` database with the demo data."""
-    recreate_database(BenchConfig.SQLALCHEMY_DATABASE_URI)
-    app = create_app(BenchConfig)
+def bench_app(database: str = "woffice_bench") -> Flask:
+    """A fresh app on a re-created ``database`` (default ``woffice_bench``) with the demo
+    data; benchmarks that may run at the same time as another pass a name of their own."""
+    config = BenchConfig
+    if database != "woffice_bench":
+        uri = BenchConfig.SQLALCHEMY_DATABASE_URI.rsplit("/", 1)[0] + f"/{database}"
+        config = type("BenchConfig", (BenchConfig,), {"SQLALCHEMY_DATABASE_URI": uri})
+    recreate_database(config.SQLALCHEMY_DATABASE_URI)
+    app = create_app(config)
     with app.app_context():
         upgrade(directory=MIGRATIONS)
         sync_roles(appbuilder, app.config["WOFFICE_ROLES"])

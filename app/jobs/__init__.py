@@ -22,6 +22,7 @@ from app.extensions import db
 log = logging.getLogger(__name__)
 
 QUEUES = ("whatsapp", "billing", "privacy", "mail", "default")
+COALESCE_TTL = 60  # seconds a coalesced job stays "already queued" at most
 
 
 def redis_connection() -> Redis | None:
@@ -65,17 +66,57 @@ def enqueue(
     return job.id
 
 
-def enqueue_after_commit(queue: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    """Enqueue once the current transaction commits; drop it if it rolls back."""
+def enqueue_after_commit(
+    queue: str,
+    func: Callable[..., Any],
+    *args: Any,
+    coalesce: str | None = None,
+    **kwargs: Any,
+) -> None:
+    """Enqueue once the current transaction commits; drop it if it rolls back.
+
+    With ``coalesce``, the job is enqueued through `enqueue_coalesced` under that key.
+    """
     session = db.session()
     pending = session.info.setdefault("woffice_pending_jobs", [])
-    pending.append((queue, func, args, kwargs))
+    pending.append((queue, func, args, kwargs, coalesce))
+
+
+def enqueue_coalesced(
+    queue: str, key: str, func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> str | None:
+    """Enqueue unless a job under ``key`` is already queued and has not started yet.
+
+    For jobs that drain a table (they take whatever work is committed when they run): a
+    burst of requests then costs one job, not one per request. The job calls
+    `release_coalesced(key)` before it reads its work, so anything committed after that
+    enqueues the next run. The key expires after ``COALESCE_TTL`` seconds, so a lost job
+    (worker killed, Redis flushed) only delays the work until the next request.
+    """
+    conn = redis_connection()
+    if conn is not None and not conn.set(_coalesce_key(key), "1", nx=True, ex=COALESCE_TTL):
+        return None
+    return enqueue(queue, func, *args, **kwargs)
+
+
+def release_coalesced(key: str) -> None:
+    """Called by a coalesced job as it starts: the next request enqueues a new run."""
+    conn = redis_connection()
+    if conn is not None:
+        conn.delete(_coalesce_key(key))
+
+
+def _coalesce_key(key: str) -> str:
+    return f"woffice:coalesce:{key}"
 
 
 def _after_commit(session: Any) -> None:
     pending = session.info.pop("woffice_pending_jobs", [])
-    for queue, func, args, kwargs in pending:
-        enqueue(queue, func, *args, **kwargs)
+    for queue, func, args, kwargs, coalesce in pending:
+        if coalesce:
+            enqueue_coalesced(queue, coalesce, func, *args, **kwargs)
+        else:
+            enqueue(queue, func, *args, **kwargs)
 
 
 def _after_rollback(session: Any, previous_transaction: Any) -> None:

@@ -3,9 +3,15 @@
 The POST handler does the least it safely can (reference 4): read the raw body, match it
 to a tenant by ``metadata.phone_number_id``, check ``X-Hub-Signature-256`` (HMAC-SHA256
 of the raw bytes with that tenant's app secret), store the payload in ``webhook_inbox``
-(unique by content hash, so a redelivery is acknowledged without a second row), enqueue
-`process_inbox` after the commit and answer 200. Everything else runs in the job.
-A refused delivery is audited and stores nothing.
+(unique by content hash, so a redelivery is acknowledged without a second row), have a
+`drain_inbox` run after the commit (coalesced: one queued run serves a burst of
+deliveries) and answer 200. Everything else runs in the job. A refused delivery is
+audited and stores nothing.
+
+Each worker process caches which tenant owns a phone number id, with its app secret,
+for ``WHATSAPP_TENANT_CACHE_SECONDS`` (30 s by default; 0 turns it off): at Meta's
+delivery rates that lookup and the secret's decryption were a large part of a request.
+A changed app secret or number therefore takes effect within that time.
 """
 
 from __future__ import annotations
@@ -13,14 +19,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
 from app.extensions import db
-from app.jobs import enqueue_after_commit
-from app.jobs.webhooks import process_inbox
+from app.jobs.webhooks import schedule_drain
 from app.models.conversation import WebhookInbox
 from app.models.mixins import utcnow
 from app.models.tenant import Tenant
@@ -30,6 +36,16 @@ from app.services.exceptions import SecretDecryptionError
 whatsapp_webhooks = Blueprint("whatsapp_webhooks", __name__, url_prefix="/webhooks")
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+
+class _Owner(NamedTuple):
+    tenant_id: int
+    app_secret: str | None  # None: not set or unreadable (refused with that reason)
+    problem: str
+
+
+# phone number id -> (monotonic expiry, owner or None for an unknown number)
+_owners: dict[str, tuple[float, _Owner | None]] = {}
 
 
 @whatsapp_webhooks.get("/whatsapp")
@@ -47,15 +63,16 @@ def verify() -> Response:
 @whatsapp_webhooks.post("/whatsapp")
 def receive() -> Response:
     raw = request.get_data(cache=False)
-    tenant, reason = _verified_tenant(raw, request.headers.get(SIGNATURE_HEADER, ""))
-    if tenant is None:
+    """A signed delivery: verify, store raw once, acknowledge; the job does the rest."""
+    tenant_id, reason = _verified_tenant(raw, request.headers.get(SIGNATURE_HEADER, ""))
+    if tenant_id is None:
         db.session.rollback()
         audit.record("webhook.rejected", reason=reason, source="whatsapp", size=len(raw))
         db.session.commit()
         return Response("Forbidden", status=403, mimetype="text/plain")
-    inbox_id, duplicate = _store(raw, tenant.id)
-    if inbox_id is not None:
-        enqueue_after_commit("default", process_inbox, inbox_id, tenant_id=tenant.id)
+    pending, duplicate = _store(raw, tenant_id)
+    if pending:
+        schedule_drain(tenant_id)
     db.session.commit()
     return Response("duplicate" if duplicate else "ok", status=200, mimetype="text/plain")
 
@@ -74,8 +91,8 @@ def _phone_number_ids(payload: Any) -> set[str]:
     return found
 
 
-def _verified_tenant(raw: bytes, header: str) -> tuple[Tenant | None, str]:
-    """(tenant, "") for a well-formed delivery signed by its tenant; else (None, reason)."""
+def _verified_tenant(raw: bytes, header: str) -> tuple[int | None, str]:
+    """(tenant id, "") for a well-formed delivery signed by its tenant; else (None, reason)."""
     try:
         numbers = _phone_number_ids(json.loads(raw))
     except (ValueError, TypeError, AttributeError):
@@ -84,27 +101,50 @@ def _verified_tenant(raw: bytes, header: str) -> tuple[Tenant | None, str]:
         return None, "no_phone_number_id"
     if len(numbers) > 1:
         return None, "several_phone_number_ids"
-    tenant = db.session.scalars(
-        select(Tenant).where(Tenant.wa_phone_number_id == numbers.pop())
-    ).first()
-    if tenant is None:
+    owner = _owner(numbers.pop())
+    if owner is None:
         return None, "unknown_phone_number_id"
     if not header.startswith("sha256="):
         return None, "missing_signature"
-    try:
-        secret = tenant.wa_app_secret
-    except SecretDecryptionError:
-        return None, "app_secret_unreadable"
-    if not secret:
-        return None, "no_app_secret"
-    expected = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    if owner.app_secret is None:
+        return None, owner.problem
+    expected = hmac.new(owner.app_secret.encode(), raw, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(header.removeprefix("sha256=").strip().lower(), expected):
         return None, "bad_signature"
-    return tenant, ""
+    return owner.tenant_id, ""
 
 
-def _store(raw: bytes, tenant_id: int) -> tuple[int | None, bool]:
-    """Insert the payload once; returns (inbox id to process or None, duplicate?)."""
+def _owner(phone_number_id: str) -> _Owner | None:
+    """The tenant owning ``phone_number_id`` with its app secret (cached briefly)."""
+    ttl = float(current_app.config.get("WHATSAPP_TENANT_CACHE_SECONDS", 30))
+    now = time.monotonic()
+    cached = _owners.get(phone_number_id)
+    if ttl > 0 and cached is not None and cached[0] > now:
+        return cached[1]
+    tenant = db.session.scalars(
+        select(Tenant).where(Tenant.wa_phone_number_id == phone_number_id)
+    ).first()
+    owner = None
+    if tenant is not None:
+        try:
+            secret, problem = tenant.wa_app_secret or None, "no_app_secret"
+        except SecretDecryptionError:
+            secret, problem = None, "app_secret_unreadable"
+        owner = _Owner(tenant.id, secret, "" if secret else problem)
+    if ttl > 0:
+        if len(_owners) > 10_000:  # random unknown ids must not grow it without bound
+            _owners.clear()
+        _owners[phone_number_id] = (now + ttl, owner)
+    return owner
+
+
+def clear_tenant_cache() -> None:
+    """Forget cached phone number owners (tests; after changing a tenant's settings)."""
+    _owners.clear()
+
+
+def _store(raw: bytes, tenant_id: int) -> tuple[bool, bool]:
+    """Insert the payload once; returns (left to process?, duplicate?)."""
     content_hash = hashlib.sha256(raw).hexdigest()
     table = WebhookInbox.__table__
     conn = db.session.connection()
@@ -125,11 +165,10 @@ def _store(raw: bytes, tenant_id: int) -> tuple[int | None, bool]:
         .on_conflict_do_nothing(index_elements=["content_hash"])
         .returning(table.c.id)
     )
-    inbox_id = conn.execute(stmt).scalar()
-    if inbox_id is not None:
-        return inbox_id, False
-    # A redelivery: acknowledge it; process again only if the first run has not finished.
-    row = conn.execute(
-        select(table.c.id, table.c.processed_at).where(table.c.content_hash == content_hash)
-    ).one()
-    return (None if row.processed_at else row.id), True
+    if conn.execute(stmt).scalar() is not None:
+        return True, False
+    # A redelivery: acknowledge it; have it drained if the first run has not finished.
+    processed_at = conn.execute(
+        select(table.c.processed_at).where(table.c.content_hash == content_hash)
+    ).scalar_one()
+    return processed_at is None, True

@@ -23,11 +23,20 @@ from app.models.conversation import (
 )
 from app.services.inbound import apply_pending_statuses
 from app.tenancy import tenant_scope
+from app.views.webhooks import clear_tenant_cache
 
 URL = "/webhooks/whatsapp"
 NUMBER_A, NUMBER_B = "555000111", "555000222"
 SECRET_A, SECRET_B = "app-secret-acme", "app-secret-bharat"
 XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tenant_cache():
+    """Each test sets its own numbers and secrets: forget what the view cached."""
+    clear_tenant_cache()
+    yield
+    clear_tenant_cache()
 
 
 @pytest.fixture
