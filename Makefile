@@ -19,13 +19,28 @@ $(STAMP): pyproject.toml requirements.lock | $(BIN)/python
 
 install: $(STAMP)
 
-## make run: embedded SQLite in instance/, demo data, jobs inline, http://127.0.0.1:5000
+# The demo's fake WhatsApp Cloud API (tests/fakes/whatsapp_cloud.py): both demo numbers as
+# phone id:app secret:access token:WABA id, the values app/services/demo_contacts.py seeds
+# (tests/test_make_run_boot.py checks that they agree).
+RUN_PORT ?= 5000
+DEMO_WA_PORT ?= 8899
+DEMO_WA_NUMBERS := \
+	100000000000001:acme-demo-app-secret:acme-demo-access-token-2026:200000000000001 \
+	100000000000002:bharat-demo-app-secret:bharat-demo-access-token-2026:200000000000002
+
+## make run: embedded SQLite in instance/, demo data, jobs inline, http://127.0.0.1:5000,
+## the fake Cloud API on 127.0.0.1:8899 (stopped with the app)
 run: install
 	@mkdir -p instance
 	WOFFICE_ENV=development $(FLASK) db upgrade
 	WOFFICE_ENV=development $(FLASK) woffice seed-demo
-	@echo "Woffice Back Office: http://127.0.0.1:5000  (admin@xigmapro.example / demo-pass-2026)"
-	WOFFICE_ENV=development $(FLASK) run --host 127.0.0.1 --port 5000
+	@$(BIN)/python -m tests.fakes.whatsapp_cloud --port $(DEMO_WA_PORT) \
+		--webhook-url http://127.0.0.1:$(RUN_PORT)/webhooks/whatsapp \
+		$(foreach number,$(DEMO_WA_NUMBERS),--phone $(number)) & fake=$$!; \
+	trap 'kill $$fake 2>/dev/null; wait $$fake 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	echo "Woffice Back Office: http://127.0.0.1:$(RUN_PORT)  (admin@xigmapro.example / demo-pass-2026)"; \
+	WOFFICE_ENV=development WHATSAPP_API_BASE=http://127.0.0.1:$(DEMO_WA_PORT) \
+		$(FLASK) run --host 127.0.0.1 --port $(RUN_PORT)
 
 ## make test: PostgreSQL + Redis (started if down), migrations, the whole suite, ruff
 test: install services chromium lint

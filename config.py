@@ -194,6 +194,18 @@ class BaseConfig:
     WHATSAPP_API_VERSION = os.environ.get("WHATSAPP_API_VERSION", "v25.0")
     WHATSAPP_CONNECT_TIMEOUT = float(os.environ.get("WHATSAPP_CONNECT_TIMEOUT", "3"))
     WHATSAPP_READ_TIMEOUT = float(os.environ.get("WHATSAPP_READ_TIMEOUT", "15"))
+    # --- campaign sending (app/jobs/campaigns.py, app/services/sending.py) -------------
+    # A recipient claimed longer than this without a result goes back to pending (the
+    # sweeper), unless a status webhook proved it was sent; keep it far above a chunk's
+    # send time and the HTTP read timeout.
+    CAMPAIGN_CLAIM_TIMEOUT_S = int(os.environ.get("CAMPAIGN_CLAIM_TIMEOUT_S", "120"))
+    CAMPAIGN_131049_RETRY_DAYS = int(os.environ.get("CAMPAIGN_131049_RETRY_DAYS", "3"))
+    CAMPAIGN_REPLY_WINDOW_DAYS = int(os.environ.get("CAMPAIGN_REPLY_WINDOW_DAYS", "3"))
+    CAMPAIGN_SEND_CONCURRENCY = int(os.environ.get("CAMPAIGN_SEND_CONCURRENCY", "16"))
+    CAMPAIGN_CHUNK = int(os.environ.get("CAMPAIGN_CHUNK", "200"))
+    CAMPAIGN_MAX_ATTEMPTS = int(os.environ.get("CAMPAIGN_MAX_ATTEMPTS", "8"))
+    CAMPAIGN_PAIR_RETRY_S = float(os.environ.get("CAMPAIGN_PAIR_RETRY_S", "6"))
+    CAMPAIGN_SWEEP_INTERVAL_S = int(os.environ.get("CAMPAIGN_SWEEP_INTERVAL_S", "30"))
 
     # --- mail -----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")

@@ -65,6 +65,34 @@ def worker_command(queues: tuple[str, ...], burst: bool) -> None:
     worker.work(burst=burst, with_scheduler=True)
 
 
+@woffice.command("sweep-campaigns")
+def sweep_campaigns_command() -> None:
+    """Run the campaign sweeper once, here (stale claims, scheduled starts, lost jobs)."""
+    from app.jobs.campaigns import sweep_campaigns
+
+    click.echo(sweep_campaigns())
+
+
+@woffice.command("cron")
+def cron_command() -> None:
+    """Enqueue the campaign sweeper every CAMPAIGN_SWEEP_INTERVAL_S seconds (run one).
+
+    Not `rq cron`: RQ 3.0's CronJob enqueues with the default (pickle) serializer,
+    which our JSON-serializer workers cannot read.
+    """
+    import time
+
+    from app.jobs import enqueue_coalesced, redis_connection
+    from app.jobs.campaigns import SWEEP_KEY, sweep_campaigns
+
+    if redis_connection() is None:
+        raise click.UsageError("REDIS_URL is not set: run `flask woffice sweep-campaigns`.")
+    interval = max(1, int(current_app.config["CAMPAIGN_SWEEP_INTERVAL_S"]))
+    while True:
+        enqueue_coalesced("whatsapp", SWEEP_KEY, sweep_campaigns)
+        time.sleep(interval)
+
+
 @woffice.command("rotate-keys")
 @click.option(
     "--batch-size",

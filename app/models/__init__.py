@@ -1,6 +1,16 @@
 """SQLAlchemy models, one module per aggregate. Importing this package maps them all."""
 
 from app.models.audit import AuditChainHead, AuditEvent
+from app.models.campaign import (
+    Campaign,
+    CampaignRecipient,
+    CampaignStatus,
+    MessageTemplate,
+    RecipientStatus,
+    SkipReason,
+    TemplateCategory,
+    TemplateStatus,
+)
 from app.models.contact import (
     ConsentAction,
     ConsentEvent,
@@ -26,6 +36,14 @@ from app.models.tenant import Tenant, TenantStatus
 from app.models.user import AppUser, Role
 
 __all__ = [
+    "Campaign",
+    "CampaignRecipient",
+    "CampaignStatus",
+    "MessageTemplate",
+    "RecipientStatus",
+    "SkipReason",
+    "TemplateCategory",
+    "TemplateStatus",
     "ConsentAction",
     "ConsentEvent",
     "ConsentSource",

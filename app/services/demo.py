@@ -10,6 +10,7 @@ from app.models.mixins import utcnow
 from app.models.tenant import Tenant, TenantStatus
 from app.models.user import AppUser, Role
 from app.services.demo_contacts import apply_demo_whatsapp, seed_demo_contacts
+from app.services.demo_templates import seed_demo_templates
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - documented demo credential
 
@@ -87,6 +88,7 @@ def seed_demo(session: Session) -> int:
     session.flush()
     for tenant in tenants.values():
         created += seed_demo_contacts(session, tenant)
+        created += seed_demo_templates(session, tenant)
     for tenant in tenants.values():
         created += seed_demo_conversations(session, tenant)
     return created

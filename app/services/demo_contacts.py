@@ -19,6 +19,12 @@ DEMO_WHATSAPP = {
     "acme": ("100000000000001", "acme-demo-app-secret"),
     "bharat-foods": ("100000000000002", "bharat-demo-app-secret"),
 }
+# slug -> (access token, WABA id): what `make run`'s fake Cloud API accepts and serves
+# (the Makefile's DEMO_WA_NUMBERS; tests/test_make_run_boot.py checks they agree).
+DEMO_WHATSAPP_ACCOUNTS = {
+    "acme": ("acme-demo-access-token-2026", "200000000000001"),
+    "bharat-foods": ("bharat-demo-access-token-2026", "200000000000002"),
+}
 DEMO_TAGS = ("vip", "wholesale", "retail")
 
 _OPT_IN_FORM = (ConsentAction.opt_in, ConsentSource.web_form)
@@ -59,7 +65,8 @@ def _evidence(source: ConsentSource, name: str) -> str | None:
 
 
 def apply_demo_whatsapp(tenant: Tenant) -> None:
-    """The demo phone number id and app secret of a demo tenant, where they are unset."""
+    """The demo phone number id, app secret, access token and WABA id of a demo tenant,
+    where they are unset."""
     whatsapp = DEMO_WHATSAPP.get(tenant.slug)
     if whatsapp is None:
         return
@@ -67,6 +74,11 @@ def apply_demo_whatsapp(tenant: Tenant) -> None:
         tenant.wa_phone_number_id = whatsapp[0]
     if not tenant.wa_app_secret:
         tenant.wa_app_secret = whatsapp[1]
+    token, waba_id = DEMO_WHATSAPP_ACCOUNTS[tenant.slug]
+    if not tenant.wa_access_token:
+        tenant.wa_access_token = token
+    if not tenant.wa_business_account_id:
+        tenant.wa_business_account_id = waba_id
 
 
 def seed_demo_contacts(session: Session, tenant: Tenant) -> int:

@@ -13,17 +13,22 @@ user preferences. Idempotent and order-independent; callers commit.
   ``delivered`` arriving after ``read`` keeps status read and fills ``delivered_at``.
   ``played`` (voice) counts as read. A status for a message not stored yet is kept as a
   `PendingStatus` and applied by `apply_pending_statuses` when the message appears.
+  `apply_statuses` applies a whole batch (many payloads) in one UPDATE whose SQL keeps
+  these rules, so concurrent jobs cannot move a status backwards either. Being Core SQL,
+  these updates make no per-message audit events: the signed raw payload stays in
+  ``webhook_inbox`` and the job's ``job.finished`` event carries the counts.
 * **user_preferences** ``marketing_messages`` stop/resume record an opt-out/resume.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -64,20 +69,40 @@ TIMESTAMP_FIELD = {
 _PHONE_DIGITS = re.compile(r"\d{7,15}")
 
 
-def process_payload(session: Session, payload: dict[str, Any]) -> dict[str, int]:
-    """Apply one webhook payload in the current tenant scope; returns counts."""
-    counts = {"messages": 0, "duplicates": 0, "statuses": 0, "pending": 0, "preferences": 0}
+def process_payload(session: Session, payload: dict[str, Any], tenant_id: int) -> dict[str, int]:
+    """Apply one webhook payload of ``tenant_id`` (the current tenant scope); returns counts."""
+    counts = new_counts()
+    items = apply_messages(session, payload, counts)
+    applied, pending = apply_statuses(session, tenant_id, items)
+    counts["statuses"] += applied
+    counts["pending"] += pending
+    return counts
+
+
+def new_counts() -> dict[str, int]:
+    """The counters `process_payload` and `apply_messages` fill."""
+    return {"messages": 0, "duplicates": 0, "statuses": 0, "pending": 0, "preferences": 0}
+
+
+def apply_messages(
+    session: Session, payload: dict[str, Any], counts: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Store a payload's messages and user preferences; returns its statuses, unapplied.
+
+    Statuses are left to `apply_statuses` so a job can apply those of many payloads in
+    one statement.
+    """
+    statuses: list[dict[str, Any]] = []
     for entry in payload.get("entry") or []:
         for change in entry.get("changes") or []:
             value = change.get("value") or {}
             names = _profile_names(value.get("contacts") or [])
             for msg in value.get("messages") or []:
                 counts["messages" if _inbound_message(session, msg, names) else "duplicates"] += 1
-            for status in value.get("statuses") or []:
-                counts["statuses" if _status(session, status) else "pending"] += 1
+            statuses += [s for s in value.get("statuses") or [] if isinstance(s, dict)]
             for pref in value.get("user_preferences") or []:
                 counts["preferences"] += _preference(session, pref, names)
-    return counts
+    return statuses
 
 
 # ------------------------------------------------------------------------- helpers
@@ -205,6 +230,9 @@ def _inbound_message(session: Session, msg: dict[str, Any], names: dict[str, str
     contact.last_inbound_at = _later(contact.last_inbound_at, when)
     conversation.last_message_at = _later(conversation.last_message_at, when)
     apply_pending_statuses(session, message)
+    from app.services import sending  # campaigns build on this module
+
+    sending.mark_replied(session, contact.id, when)
     if msg.get("type", "text") == "text" and body:
         word = body.strip().upper()
         if word in _keywords("WHATSAPP_STOP_KEYWORDS", ["STOP", "UNSUBSCRIBE"]):
@@ -250,36 +278,160 @@ def _apply_status(
         message.status = status
 
 
-def _status(session: Session, item: dict[str, Any]) -> bool:
-    """Apply one status; False when it was parked for a message not stored yet."""
+@dataclass
+class _Merged:
+    """The statuses of one message within a batch, folded into what they change."""
+
+    rank: int = -1
+    status: MessageStatus | None = None
+    times: dict[str, datetime] = field(default_factory=dict)
+    error_code: int | None = None
+    error_title: str | None = None
+    seen: dict[MessageStatus, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, status: MessageStatus, item: dict[str, Any]) -> None:
+        when, field_name = item["occurred_at"], TIMESTAMP_FIELD[status]
+        if field_name not in self.times or when < self.times[field_name]:
+            self.times[field_name] = when
+        if status == MessageStatus.failed and self.error_code is None:
+            self.error_code, self.error_title = item["error_code"], item["error_title"]
+        if PRECEDENCE[status] > self.rank:
+            self.rank, self.status = PRECEDENCE[status], status
+        self.seen.setdefault(status, item)
+
+
+def _parse_status(item: dict[str, Any]) -> tuple[str, MessageStatus, dict[str, Any]] | None:
     wa_message_id = str(item.get("id") or "")[:128]
     status = STATUS_VALUES.get(str(item.get("status") or "").lower())
     if not wa_message_id or status is None:
-        return True  # nothing usable: ignore
-    when = _when(item.get("timestamp"))
+        return None
     errors = item.get("errors") or [{}]
-    code = errors[0].get("code")
-    code = code if isinstance(code, int) else None
-    title = (errors[0].get("title") or errors[0].get("message") or None) if errors[0] else None
-    title = title[:200] if title else None
-    message = session.scalars(select(Message).where(Message.wa_message_id == wa_message_id)).first()
-    if message is not None:
-        _apply_status(message, status, when, code, title)
-        return True
-    pending = PendingStatus(
-        wa_message_id=wa_message_id,
-        status=status,
-        occurred_at=when,
-        error_code=code,
-        error_title=title,
+    first = errors[0] if isinstance(errors, list) and isinstance(errors[0], dict) else {}
+    code = first.get("code")
+    title = first.get("title") or first.get("message") or None
+    fields = {
+        "occurred_at": _when(item.get("timestamp")),
+        "error_code": code if isinstance(code, int) else None,
+        "error_title": str(title)[:200] if title else None,
+    }
+    return wa_message_id, status, fields
+
+
+# Monotone in SQL, so concurrent jobs cannot move a status backwards: PostgreSQL
+# re-evaluates an UPDATE on the newest row version, and SQLite has one writer.
+_RANK_SQL = "CASE m.status " + " ".join(f"WHEN '{s.value}' THEN {r}" for s, r in PRECEDENCE.items())
+_SET_SQL = (  # message.status is a VARCHAR enum (value_enum)
+    "status = CASE WHEN ({rank} END) < {v}rank THEN {status} ELSE m.status END, "
+    "sent_at = COALESCE(m.sent_at, {v}sent_at), "
+    "delivered_at = COALESCE(m.delivered_at, {v}delivered_at), "
+    "read_at = COALESCE(m.read_at, {v}read_at), "
+    "failed_at = COALESCE(m.failed_at, {v}failed_at), "
+    "error_code = CASE WHEN m.error_code IS NULL AND {v}failed_at IS NOT NULL "
+    "THEN {v}error_code ELSE m.error_code END, "
+    "error_title = CASE WHEN m.error_code IS NULL AND {v}failed_at IS NOT NULL "
+    "THEN {v}error_title ELSE m.error_title END"
+)
+# Built once from constants (enum values, column names); every value is a bind parameter.
+_UPDATE_PG = text(
+    "UPDATE message AS m SET "  # noqa: S608
+    + _SET_SQL.format(rank=_RANK_SQL, v="v.", status="v.status")
+    + " FROM unnest(CAST(:wamids AS text[]), CAST(:ranks AS int[]), CAST(:statuses AS text[]),"
+    " CAST(:sent_at AS timestamp[]), CAST(:delivered_at AS timestamp[]),"
+    " CAST(:read_at AS timestamp[]), CAST(:failed_at AS timestamp[]),"
+    " CAST(:error_code AS int[]), CAST(:error_title AS text[]))"
+    " AS v(wamid, rank, status, sent_at, delivered_at, read_at, failed_at, error_code,"
+    " error_title)"
+    " WHERE m.tenant_id = :tenant_id AND m.wa_message_id = v.wamid RETURNING m.wa_message_id"
+)
+_UPDATE_ONE = text(
+    "UPDATE message AS m SET "  # noqa: S608
+    + _SET_SQL.format(rank=_RANK_SQL, v=":", status=":status")
+    + " WHERE m.tenant_id = :tenant_id AND m.wa_message_id = :wamid"
+)
+
+
+def apply_statuses(
+    session: Session, tenant_id: int, items: list[dict[str, Any]]
+) -> tuple[int, int]:
+    """Apply status webhooks of ``tenant_id``; returns (applied, parked as pending).
+
+    The statuses of a message are folded first, then every known message is updated in
+    one statement (Core SQL, so ``tenant_id`` is explicit); statuses of unknown message
+    ids are kept as `PendingStatus` rows. Unusable items count as applied (ignored).
+    """
+    from app.services import sending  # campaigns build on this module
+
+    merged: dict[str, _Merged] = {}
+    ignored = 0
+    for item in items:
+        # A campaign send (tagged with its recipient): its recipient follows too, and a
+        # send whose worker died before recording it is recognised here.
+        if str(item.get("biz_opaque_callback_data") or "").startswith("campaign:"):
+            sending.apply_recipient_status(session, item, tenant_id)
+        parsed = _parse_status(item)
+        if parsed is None:
+            ignored += 1
+            continue
+        wa_message_id, status, fields = parsed
+        merged.setdefault(wa_message_id, _Merged()).add(status, fields)
+    if not merged:
+        return ignored, 0
+    session.flush()  # messages stored by this job must be visible to the UPDATE
+    found = _update_messages(session, tenant_id, merged)
+    pending = 0
+    for wa_message_id, folded in merged.items():
+        if wa_message_id in found:
+            continue
+        for status, fields in folded.seen.items():
+            _park(session, wa_message_id, status, fields)
+            pending += 1
+    return len(items) - pending, pending
+
+
+def _update_messages(session: Session, tenant_id: int, merged: dict[str, _Merged]) -> set[str]:
+    rows = [
+        {
+            "wamid": wa_message_id,
+            "rank": m.rank,
+            "status": m.status.value if m.status else None,
+            **{name: m.times.get(name) for name in TIMESTAMP_FIELD.values()},
+            "error_code": m.error_code,
+            "error_title": m.error_title,
+        }
+        for wa_message_id, m in merged.items()
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        params = {
+            "wamids": columns.pop("wamid"),
+            "ranks": columns.pop("rank"),
+            "statuses": columns.pop("status"),
+            **columns,
+            "tenant_id": tenant_id,
+        }
+        return set(session.execute(_UPDATE_PG, params).scalars())
+    known = set(
+        session.scalars(
+            select(Message.wa_message_id).where(
+                Message.tenant_id == tenant_id, Message.wa_message_id.in_(list(merged))
+            )
+        )
     )
+    for row in rows:
+        if row["wamid"] in known:
+            session.execute(_UPDATE_ONE, {**row, "tenant_id": tenant_id})
+    return known
+
+
+def _park(session: Session, wa_message_id: str, status: MessageStatus, fields: dict) -> None:
+    """Keep a status for a message not stored yet (once per message id and status)."""
+    pending = PendingStatus(wa_message_id=wa_message_id, status=status, **fields)
     try:
         with session.begin_nested():  # unique (wa_message_id, status): a duplicate
             session.add(pending)
             session.flush()
     except IntegrityError:
         pass
-    return False
 
 
 def apply_pending_statuses(session: Session, message: Message) -> int:

@@ -10,10 +10,12 @@ def register_views(appbuilder: AppBuilder) -> None:
     from app.views.account import MyAccountView
     from app.views.api import API_CLASSES
     from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
+    from app.views.campaign import CampaignModelView
     from app.views.contact import ContactModelView, TagModelView
     from app.views.contact_import import ContactImportView
     from app.views.conversation import ConversationModelView, MessageModelView
     from app.views.team import TeamModelView
+    from app.views.template import TemplateModelView
     from app.views.tenant import TenantsView
 
     appbuilder.add_view(
@@ -37,6 +39,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(ContactModelView, "Contacts", icon="fa-address-book", category="Business")
     appbuilder.add_view(TagModelView, "Tags", icon="fa-tags", category="Business")
     appbuilder.add_view(ContactImportView, "Imports", icon="fa-upload", category="Business")
+    appbuilder.add_view(TemplateModelView, "Templates", icon="fa-file-text-o", category="Business")
+    appbuilder.add_view(CampaignModelView, "Campaigns", icon="fa-bullhorn", category="Business")
     appbuilder.add_view(
         AuditEventView,
         "Audit trail",

@@ -24,14 +24,15 @@ SECURITY_MENU = {
 AUDIT_MENU = {"Audit trail", "Login activity"}
 # Tenant users' Business menu (Contacts/Tags: the contacts screens).
 CONVERSATION_MENU = {"Conversations", "Messages", "Contacts", "Tags"}
+OWNER_MENU = AUDIT_MENU | {"Team", "Imports", "Campaigns", "Templates"} | CONVERSATION_MENU
 
 EXPECTED_MENUS = {
     "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | {"Tenants"},
     "billing@xigmapro.example": {"Tenants"},
     "compliance@xigmapro.example": AUDIT_MENU | {"Tenants"},
-    "owner@acme.example": AUDIT_MENU | {"Team", "Imports"} | CONVERSATION_MENU,
+    "owner@acme.example": OWNER_MENU,
     "agent@acme.example": CONVERSATION_MENU,
-    "owner@bharatfoods.example": AUDIT_MENU | {"Team", "Imports"} | CONVERSATION_MENU,
+    "owner@bharatfoods.example": OWNER_MENU,
     "agent@bharatfoods.example": CONVERSATION_MENU,
 }
 

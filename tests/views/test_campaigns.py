@@ -1,0 +1,201 @@
+"""Campaign screens: create (validated), template values, consent-aware preview, launch
+(snapshot + sending job on the whatsapp queue), schedule, pause/cancel, funnel pages and
+CSV; agents and other tenants are kept out."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import select
+
+from app.extensions import db
+from app.jobs import redis_connection
+from app.models.campaign import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
+from app.models.mixins import utcnow
+from app.tenancy import tenant_scope
+from tests.conftest import form_csrf_token
+from tests.services.test_campaigns_service import make_campaign, make_contacts, make_template
+
+OWNER = "owner@acme.example"
+
+
+@pytest.fixture
+def owner(client, login):
+    assert login(OWNER).status_code == 302
+    return client
+
+
+@pytest.fixture
+def setup(tenant_a):
+    with tenant_scope(tenant_a.id):
+        people = make_contacts(tenant_a.id)
+        template = make_template(tenant_a.id)
+        db.session.commit()
+    return people, template
+
+
+def _campaign(name: str) -> Campaign:
+    return db.session.scalars(select(Campaign).where(Campaign.name == name)).one()
+
+
+def test_create_a_campaign_then_map_values_and_see_the_preview(owner, setup, tenant_a):
+    people, template = setup
+    vip = people["tags"][0]
+    token = form_csrf_token(owner, "/campaigns/add")
+    response = owner.post(
+        "/campaigns/add",
+        data={
+            "csrf_token": token,
+            "name": "VIP launch",
+            "template_id": template.id,
+            "include_tag_ids": [vip.id],
+            "include_mode": "any",
+        },
+    )
+    assert response.status_code == 302
+    campaign = _campaign("VIP launch")
+    assert campaign.status == CampaignStatus.draft and campaign.include_tag_ids == [vip.id]
+    page = owner.get(f"/campaigns/show/{campaign.id}").get_data(as_text=True)
+    assert "Map {{1}} in the body" in page  # values not chosen yet: no launch button
+    assert 'id="campaign-launch"' not in page
+
+    token = form_csrf_token(owner, f"/campaigns/show/{campaign.id}")
+    response = owner.post(
+        f"/campaigns/{campaign.id}/parameters",
+        data={
+            "csrf_token": token,
+            "source-body.1": "field",
+            "field-body.1": "name",
+            "fallback-body.1": "Customer",
+            "source-body.2": "text",
+            "text-body.2": "order",
+        },
+    )
+    assert response.status_code == 302
+    page = owner.get(f"/campaigns/show/{campaign.id}").get_data(as_text=True)
+    assert 'id="preview-audience">5<' in page and 'id="preview-will-send">2<' in page
+    assert 'id="skip-opted_out">1<' in page and 'id="skip-objecting">1<' in page
+    assert "Launch now to 2 contact(s)" in page
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": ""}, "Name the campaign."),
+        ({"template_id": "999999"}, "Not a valid choice"),
+        ({"scheduled_at": "2020-01-01T10:00"}, "Choose a time in the future"),
+        ({"exclude_tag_ids": "same"}, "both included and excluded"),
+    ],
+)
+def test_the_form_explains_what_is_wrong(owner, setup, change, message):
+    people, template = setup
+    vip = people["tags"][0]
+    data = {
+        "csrf_token": form_csrf_token(owner, "/campaigns/add"),
+        "name": "Bad",
+        "template_id": template.id,
+        "include_tag_ids": [vip.id],
+        "include_mode": "any",
+    }
+    if change.get("exclude_tag_ids") == "same":
+        change = {"exclude_tag_ids": [vip.id]}
+    data.update(change)
+    response = owner.post("/campaigns/add", data=data)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert db.session.scalars(select(Campaign).where(Campaign.name == "Bad")).first() is None
+
+
+def test_launch_snapshots_and_enqueues_sending(owner, setup, tenant_a, app):
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        campaign = make_campaign(tenant_a.id, template, include=[people["tags"][0].id])
+        db.session.commit()
+    token = form_csrf_token(owner, f"/campaigns/show/{campaign.id}")
+    response = owner.post(f"/campaigns/{campaign.id}/launch", data={"csrf_token": token})
+    assert response.status_code == 302
+    db.session.refresh(campaign)
+    assert campaign.status == CampaignStatus.sending
+    assert campaign.recipient_count == 5 and campaign.skipped_count == 3
+    queue = Queue("whatsapp", connection=redis_connection(), serializer=JSONSerializer)
+    assert [j.func_name for j in queue.get_jobs()] == ["app.jobs.campaigns.send_campaign"]
+    page = owner.get(f"/campaigns/show/{campaign.id}").get_data(as_text=True)
+    assert 'id="funnel-skipped"' in page and 'http-equiv="refresh"' in page
+    # A second launch (double click) changes nothing.
+    owner.post(f"/campaigns/{campaign.id}/launch", data={"csrf_token": token})
+    assert len(queue.get_jobs()) == 1
+    total = db.session.scalar(
+        select(db.func.count(CampaignRecipient.id)).where(
+            CampaignRecipient.campaign_id == campaign.id
+        )
+    )
+    assert total == 5
+
+
+def test_a_future_schedule_is_confirmed_not_launched(owner, setup, tenant_a):
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        campaign = make_campaign(tenant_a.id, template)
+        campaign.scheduled_at = utcnow() + timedelta(hours=2)
+        db.session.commit()
+    token = form_csrf_token(owner, f"/campaigns/show/{campaign.id}")
+    owner.post(f"/campaigns/{campaign.id}/launch", data={"csrf_token": token})
+    db.session.refresh(campaign)
+    assert campaign.status == CampaignStatus.scheduled and campaign.launched_at is None
+    assert "scheduled for" in owner.get(f"/campaigns/show/{campaign.id}").get_data(as_text=True)
+
+
+def test_funnel_pages_and_csv_list_the_recipients_behind_a_number(owner, setup, tenant_a):
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        from app.services import campaigns as svc
+
+        campaign = make_campaign(tenant_a.id, template, include=[people["tags"][0].id])
+        svc.launch(db.session, campaign)
+        db.session.commit()
+    page = owner.get(f"/campaigns/{campaign.id}/recipients?stage=skipped").get_data(as_text=True)
+    assert "Dev" in page and "opted out" in page and "Asha" not in page
+    response = owner.get(f"/campaigns/{campaign.id}/recipients.csv?stage=pending")
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert {(r["contact"], r["phone"]) for r in rows} == {
+        ("Asha", "+919900140001"),
+        ("", "+919900140002"),
+    }
+    assert {r["status"] for r in rows} == {RecipientStatus.pending.value}
+    assert owner.get(f"/campaigns/{campaign.id}/recipients?stage=nonsense").status_code == 404
+
+
+def test_cancel_from_the_screen(owner, setup, tenant_a):
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        from app.services import campaigns as svc
+
+        campaign = make_campaign(tenant_a.id, template, include=[people["tags"][0].id])
+        svc.launch(db.session, campaign)
+        db.session.commit()
+    token = form_csrf_token(owner, f"/campaigns/show/{campaign.id}")
+    owner.post(f"/campaigns/{campaign.id}/control", data={"csrf_token": token, "action": "cancel"})
+    db.session.refresh(campaign)
+    assert campaign.status == CampaignStatus.cancelled
+    response = owner.post(f"/campaigns/{campaign.id}/control", data={"action": "resume"})
+    assert response.status_code == 400  # no CSRF token
+
+
+def test_agents_and_other_tenants_are_kept_out(client, login, setup, tenant_a):
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        campaign = make_campaign(tenant_a.id, template)
+        db.session.commit()
+    assert login("agent@acme.example").status_code == 302
+    assert client.get("/campaigns/list/").status_code in (302, 403)
+    assert client.get(f"/campaigns/show/{campaign.id}").status_code in (302, 403)
+    login.logout()
+    assert login("owner@bharatfoods.example").status_code == 302
+    assert client.get(f"/campaigns/show/{campaign.id}").status_code == 404
+    assert client.get(f"/campaigns/{campaign.id}/recipients").status_code == 404
+    assert client.get(f"/campaigns/{campaign.id}/recipients.csv").status_code == 404
