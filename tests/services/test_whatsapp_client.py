@@ -309,15 +309,35 @@ def test_paging_never_follows_next_to_another_host():
 # ----------------------------------------------------------- secrets, pool, tenant
 
 
-def test_the_token_never_reaches_logs_reprs_or_errors(fake, wa, caplog):
-    caplog.set_level(logging.DEBUG)
-    wa.send_template(USER, "order_shipped", "en_US", body=["A", "B"])
-    errors = [raised(lambda: wa.send_template(USER, "missing", "en_US"))]
-    fake.latency = (0.2, 0.2)
-    slow = WhatsAppClient(TOKEN, NUMBER, base_url=fake.base_url, timeout=httpx.Timeout(0.02))
-    errors.append(raised(lambda: slow.send_text(USER, "hi")))
-    assert caplog.records  # httpx/httpcore and the client did log
-    assert TOKEN not in caplog.text
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.getMessage()} {record.args!r}")
+
+
+def test_the_token_never_reaches_logs_reprs_or_errors(fake, wa, monkeypatch):
+    # A handler on the loggers themselves: other tests' logging set-up (propagation,
+    # disabled loggers) cannot hide a record from this test.
+    records = _Records()
+    for name in ("httpx", "httpcore", whatsapp.__name__):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "level", logging.DEBUG)
+        logger.addHandler(records)
+    try:
+        wa.send_template(USER, "order_shipped", "en_US", body=["A", "B"])
+        errors = [raised(lambda: wa.send_template(USER, "missing", "en_US"))]
+        fake.latency = (0.2, 0.2)
+        slow = WhatsAppClient(TOKEN, NUMBER, base_url=fake.base_url, timeout=httpx.Timeout(0.02))
+        errors.append(raised(lambda: slow.send_text(USER, "hi")))
+    finally:
+        for name in ("httpx", "httpcore", whatsapp.__name__):
+            logging.getLogger(name).removeHandler(records)
+    assert records.lines  # httpx/httpcore and the client did log
+    assert all(TOKEN not in line for line in records.lines)
     for error in errors:
         assert TOKEN not in f"{error} {error!r} {error.details}"
         assert error.__cause__ is None
