@@ -339,6 +339,17 @@ class TenantModelView(TenantScopedMixin, ModelView):
         self._require_action_rows(name, request.form.getlist("rowid"), single=False)
         return super().action_post()
 
+    def _get_or_404(self, pk: Any) -> Any:
+        """The row ``pk`` within the base filters (tenant, agent scope), else 404."""
+        try:
+            pk = int(pk)
+        except (TypeError, ValueError):
+            abort(404)
+        found = self.datamodel.get(pk, self._base_filters)
+        if found is None:
+            abort(404)
+        return found
+
     def _require_action_rows(self, name: str, pks: list[str], *, single: bool) -> None:
         """404 for an unknown action, a wrong arity, or a row outside the tenant."""
         found = self.actions.get(name)

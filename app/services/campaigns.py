@@ -286,24 +286,17 @@ def launch(session: Session, campaign: Campaign, actor_id: int | None = None) ->
             source,
         )
     )
-    counts = dict(
-        session.execute(
-            select(CampaignRecipient.status, func.count())
-            .where(CampaignRecipient.campaign_id == locked.id)
-            .group_by(CampaignRecipient.status)
-        ).all()
-    )
+    # What was written, counted in one pass (skip_reason is NULL for those to send).
     result = Preview()
     for skip, count in session.execute(
         select(CampaignRecipient.skip_reason, func.count())
-        .where(
-            CampaignRecipient.campaign_id == locked.id,
-            CampaignRecipient.status == RecipientStatus.skipped,
-        )
+        .where(CampaignRecipient.campaign_id == locked.id)
         .group_by(CampaignRecipient.skip_reason)
     ):
-        result.skipped[skip] = count
-    result.will_send = counts.get(RecipientStatus.pending, 0)
+        if skip is None:
+            result.will_send = count
+        else:
+            result.skipped[skip] = count
     result.audience = result.will_send + result.skipped_total
     locked.recipient_count = result.audience
     locked.skipped_count = result.skipped_total

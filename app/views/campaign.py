@@ -459,16 +459,6 @@ class CampaignModelView(TenantModelView):
             stmt = stmt.where(svc.STAGES[stage])
         return stmt
 
-    def _get_or_404(self, pk: Any) -> Campaign:
-        try:
-            pk = int(pk)
-        except (TypeError, ValueError):
-            abort(404)
-        campaign = self.datamodel.get(pk, self._base_filters)
-        if campaign is None:
-            abort(404)
-        return campaign
-
 
 def _enqueue_sending(campaign: Campaign) -> None:
     from app.jobs.campaigns import schedule_sending

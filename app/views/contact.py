@@ -380,16 +380,6 @@ class ContactModelView(TenantModelView):
             contacts=chosen,
         )
 
-    def _get_or_404(self, pk: Any) -> Contact:
-        try:
-            pk = int(pk)
-        except (TypeError, ValueError):
-            abort(404)
-        contact = self.datamodel.get(pk, self._base_filters)
-        if contact is None:
-            abort(404)
-        return contact
-
     # ---------------------------------------------------------------------- export
 
     @expose("/export.csv")

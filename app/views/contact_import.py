@@ -221,13 +221,3 @@ class ContactImportView(TenantModelView):
             mimetype="text/csv",
             headers={"Content-Disposition": f"attachment; filename={safe}-errors.csv"},
         )
-
-    def _get_or_404(self, pk: Any) -> ContactImport:
-        try:
-            pk = int(pk)
-        except (TypeError, ValueError):
-            abort(404)
-        imp = self.datamodel.get(pk, self._base_filters)
-        if imp is None:
-            abort(404)
-        return imp

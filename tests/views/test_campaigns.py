@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.jobs import redis_connection
+from app.models.audit import AuditEvent
 from app.models.campaign import Campaign, CampaignRecipient, CampaignStatus, RecipientStatus
 from app.models.mixins import utcnow
 from app.tenancy import tenant_scope
@@ -167,6 +168,13 @@ def test_funnel_pages_and_csv_list_the_recipients_behind_a_number(owner, setup, 
         ("", "+919900140002"),
     }
     assert {r["status"] for r in rows} == {RecipientStatus.pending.value}
+    exported = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "campaign.recipients_exported",
+            AuditEvent.object_id == str(campaign.id),
+        )
+    ).one()
+    assert exported.details == {"stage": "pending"}  # phone numbers left: audited (P3)
     assert owner.get(f"/campaigns/{campaign.id}/recipients?stage=nonsense").status_code == 404
 
 
