@@ -44,8 +44,8 @@ WOFFICE_ROLES: dict[str, dict] = {
         "scope": "platform",
         "description": "Operator staff: everything, every tenant.",
         # Everything except the tenant-side Business screens (platform admins manage
-        # every user from Security > List Users).
-        "permissions": [(r".*", r"(?!Team$|Business$).*")],
+        # every user from Security > List Users; invoices from Billing > Invoices).
+        "permissions": [(r".*", r"(?!Team$|Business$|TenantInvoices$).*")],
     },
     "Billing": {
         "scope": "platform",
@@ -53,7 +53,12 @@ WOFFICE_ROLES: dict[str, dict] = {
         "permissions": [
             (_READ, r"Tenants"),
             (r"menu_access", r"Platform"),
-            (r".*", r"Plan.*|Payment.*|Invoice.*|CreditNote.*|Billing"),
+            # The billing screens (app/views/billing*.py) and their "Billing" menu.
+            (
+                r".*",
+                r"Plans|Subscriptions|Payments|Invoices|CreditNotes|BillingEvents"
+                r"|GSTR1Export|Billing",
+            ),
             (r".*", r"MyAccountView|My Account"),
         ],
     },
@@ -76,6 +81,8 @@ WOFFICE_ROLES: dict[str, dict] = {
             (r".*", r"Audit|Audit trail|LoginActivity|Login activity"),
             (r".*", r"Contact.*|Tag.*|Conversation.*|Message.*|Template.*|Campaign.*"),
             (r".*", r"ContactImport.*|Imports"),
+            (r".*", r"Analytics"),  # tenant-wide usage: admins only, not agents
+            (r".*", r"TenantInvoices"),  # their own tenant's invoices (Business menu)
             (r".*", r"MyAccountView|My Account|TenantSettingsView|Settings|Business"),
         ],
     },
@@ -93,6 +100,23 @@ WOFFICE_ROLES: dict[str, dict] = {
         ],
     },
 }
+
+
+class DemoSupplier:
+    """The demo supplier (issue 6) for development and tests, each value overridable
+    from the environment. The GSTIN is valid in format and checksum, not a real one."""
+
+    SUPPLIER_LEGAL_NAME = os.environ.get("SUPPLIER_LEGAL_NAME", "Xigmapro Software Pvt. Ltd.")
+    SUPPLIER_ADDRESS = os.environ.get(
+        "SUPPLIER_ADDRESS", "4th Floor, 21 Nehru Place, New Delhi, Delhi 110019"
+    )
+    SUPPLIER_GSTIN = os.environ.get("SUPPLIER_GSTIN", "07AABCX1234K1ZD")
+    SUPPLIER_STATE_CODE = os.environ.get("SUPPLIER_STATE_CODE", "07")
+    SUPPLIER_PAN = os.environ.get("SUPPLIER_PAN", "AABCX1234K")
+    SUPPLIER_SIGNATORY = os.environ.get("SUPPLIER_SIGNATORY", "Meera Iyer, Director")
+    DODO_WEBHOOK_SECRET = os.environ.get(
+        "DODO_WEBHOOK_SECRET", "whsec_d29mZmljZS1kZW1vLWRvZG8tc2VjcmV0"
+    )
 
 
 class BaseConfig:
@@ -180,6 +204,8 @@ class BaseConfig:
     LOGIN_THROTTLE_MAX_PER_ACCOUNT = int(os.environ.get("LOGIN_THROTTLE_MAX_PER_ACCOUNT", "5"))
     LOGIN_THROTTLE_MAX_PER_IP = int(os.environ.get("LOGIN_THROTTLE_MAX_PER_IP", "30"))
     INVITE_EXPIRES_HOURS = int(os.environ.get("INVITE_EXPIRES_HOURS", "72"))
+    # P20: access packages and portability exports can be downloaded for this many days.
+    PRIVACY_DOWNLOAD_DAYS = int(os.environ.get("PRIVACY_DOWNLOAD_DAYS", "7"))
     # HMAC key for hashed identifiers (failed-login identities, audit); falls back to
     # SECRET_KEY outside production.
     IDENTITY_HASH_KEY = os.environ.get("IDENTITY_HASH_KEY")
@@ -207,6 +233,29 @@ class BaseConfig:
     CAMPAIGN_PAIR_RETRY_S = float(os.environ.get("CAMPAIGN_PAIR_RETRY_S", "6"))
     CAMPAIGN_SWEEP_INTERVAL_S = int(os.environ.get("CAMPAIGN_SWEEP_INTERVAL_S", "30"))
 
+    # --- billing (issue 6): the supplier on every GST invoice, Dodo Payments ----------
+    # Validated at start (app/services/supplier.py): GSTIN checksum, its state
+    # code and PAN agree with SUPPLIER_STATE_CODE and SUPPLIER_PAN, series prefixes fit
+    # the 16-character invoice number. Development and tests use the demo supplier.
+    SUPPLIER_LEGAL_NAME = os.environ.get("SUPPLIER_LEGAL_NAME")
+    SUPPLIER_ADDRESS = os.environ.get("SUPPLIER_ADDRESS")
+    SUPPLIER_GSTIN = os.environ.get("SUPPLIER_GSTIN")
+    SUPPLIER_STATE_CODE = os.environ.get("SUPPLIER_STATE_CODE")
+    SUPPLIER_PAN = os.environ.get("SUPPLIER_PAN")
+    SUPPLIER_SIGNATORY = os.environ.get("SUPPLIER_SIGNATORY")
+    SUPPLIER_EMAIL = os.environ.get("SUPPLIER_EMAIL", "billing@xigmapro.example")
+    INVOICE_SERIES_PREFIX = os.environ.get("INVOICE_SERIES_PREFIX", "INV")
+    CREDIT_NOTE_SERIES_PREFIX = os.environ.get("CREDIT_NOTE_SERIES_PREFIX", "CN")
+    # SAC 998315 (hosting and IT infrastructure provisioning, which includes application
+    # service provisioning): the reference's most defensible code for hosted SaaS (A.2).
+    DEFAULT_SAC_CODE = os.environ.get("DEFAULT_SAC_CODE", "998315")
+    DEFAULT_GST_RATE_BP = int(os.environ.get("DEFAULT_GST_RATE_BP", "1800"))
+    DODO_WEBHOOK_SECRET = os.environ.get("DODO_WEBHOOK_SECRET")
+    # A subscription on hold (failed renewal) suspends its tenant after this many days.
+    BILLING_GRACE_DAYS = int(os.environ.get("BILLING_GRACE_DAYS", "7"))
+    RENEWAL_REMINDER_DAYS = int(os.environ.get("RENEWAL_REMINDER_DAYS", "7"))
+    BILLING_SWEEP_INTERVAL_S = int(os.environ.get("BILLING_SWEEP_INTERVAL_S", "300"))
+
     # --- mail -----------------------------------------------------------------------
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
@@ -233,7 +282,7 @@ class BaseConfig:
             )
 
 
-class DevelopmentConfig(BaseConfig):
+class DevelopmentConfig(DemoSupplier, BaseConfig):
     """`make run`: embedded SQLite, jobs inline, mail written to instance/mail/."""
 
     ENV_NAME = "development"
@@ -249,7 +298,7 @@ class DevelopmentConfig(BaseConfig):
     ]
 
 
-class TestingConfig(BaseConfig):
+class TestingConfig(DemoSupplier, BaseConfig):
     """`make test`: the machine's PostgreSQL and Redis, a local SMTP server."""
 
     ENV_NAME = "testing"
@@ -292,6 +341,13 @@ class ProductionConfig(BaseConfig):
         "FIELD_ENCRYPTION_KEYS",
         "SQLALCHEMY_DATABASE_URI",
         "IDENTITY_HASH_KEY",
+        "SUPPLIER_LEGAL_NAME",
+        "SUPPLIER_ADDRESS",
+        "SUPPLIER_GSTIN",
+        "SUPPLIER_STATE_CODE",
+        "SUPPLIER_PAN",
+        "SUPPLIER_SIGNATORY",
+        "DODO_WEBHOOK_SECRET",
     )
 
 

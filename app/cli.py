@@ -73,24 +73,42 @@ def sweep_campaigns_command() -> None:
     click.echo(sweep_campaigns())
 
 
+@woffice.command("sweep-billing")
+def sweep_billing_command() -> None:
+    """Run the billing sweeper once, here (lost events and PDFs, grace, reminders)."""
+    from app.jobs.billing import sweep_billing
+
+    click.echo(sweep_billing())
+
+
 @woffice.command("cron")
 def cron_command() -> None:
-    """Enqueue the campaign sweeper every CAMPAIGN_SWEEP_INTERVAL_S seconds (run one).
+    """Enqueue the periodic sweepers (run ONE of these per deployment).
 
-    Not `rq cron`: RQ 3.0's CronJob enqueues with the default (pickle) serializer,
-    which our JSON-serializer workers cannot read.
+    The campaign sweeper every CAMPAIGN_SWEEP_INTERVAL_S seconds, the billing sweeper
+    every BILLING_SWEEP_INTERVAL_S seconds. Not `rq cron`: RQ 3.0's CronJob enqueues
+    with the default (pickle) serializer, which our JSON-serializer workers cannot read.
     """
     import time
 
     from app.jobs import enqueue_coalesced, redis_connection
+    from app.jobs.billing import SWEEP_KEY as BILLING_SWEEP_KEY
+    from app.jobs.billing import sweep_billing
     from app.jobs.campaigns import SWEEP_KEY, sweep_campaigns
 
     if redis_connection() is None:
-        raise click.UsageError("REDIS_URL is not set: run `flask woffice sweep-campaigns`.")
-    interval = max(1, int(current_app.config["CAMPAIGN_SWEEP_INTERVAL_S"]))
+        raise click.UsageError(
+            "REDIS_URL is not set: run `flask woffice sweep-campaigns` and `sweep-billing`."
+        )
+    campaign_every = max(1, int(current_app.config["CAMPAIGN_SWEEP_INTERVAL_S"]))
+    billing_every = max(1, int(current_app.config["BILLING_SWEEP_INTERVAL_S"]))
+    next_billing = 0.0
     while True:
         enqueue_coalesced("whatsapp", SWEEP_KEY, sweep_campaigns)
-        time.sleep(interval)
+        if time.monotonic() >= next_billing:
+            enqueue_coalesced("billing", BILLING_SWEEP_KEY, sweep_billing)
+            next_billing = time.monotonic() + billing_every
+        time.sleep(campaign_every)
 
 
 @woffice.command("rotate-keys")

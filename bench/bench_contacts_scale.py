@@ -134,7 +134,7 @@ def main() -> None:
     app = create_app(BenchConfig) if reuse else bench_app()
     with app.app_context():
         tenants = {t.slug: t for t in db.session.scalars(select(Tenant))}
-        big, small = tenants["acme"], tenants["bharat-foods"]
+        big, small = tenants["acme"], tenants["bharatfoods"]
         if not reuse:
             print(f"generating: {BIG} + {SMALL} contacts, {MESSAGES} + ... messages")
             generate(big.id, BIG, MESSAGES, offset=0)

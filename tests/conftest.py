@@ -301,7 +301,7 @@ def tenant_a(app: Flask) -> Tenant:
 
 @pytest.fixture
 def tenant_b(app: Flask) -> Tenant:
-    return db.session.scalars(select(Tenant).where(Tenant.slug == "bharat-foods")).one()
+    return db.session.scalars(select(Tenant).where(Tenant.slug == "bharatfoods")).one()
 
 
 @pytest.fixture

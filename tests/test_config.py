@@ -28,7 +28,23 @@ REQUIRED_ENV = (
     "FIELD_ENCRYPTION_KEYS",
     "DATABASE_URL",
     "IDENTITY_HASH_KEY",
+    "SUPPLIER_LEGAL_NAME",
+    "SUPPLIER_ADDRESS",
+    "SUPPLIER_GSTIN",
+    "SUPPLIER_STATE_CODE",
+    "SUPPLIER_PAN",
+    "SUPPLIER_SIGNATORY",
+    "DODO_WEBHOOK_SECRET",
 )
+SUPPLIER_ENV = {
+    "SUPPLIER_LEGAL_NAME": "Xigmapro Software Pvt. Ltd.",
+    "SUPPLIER_ADDRESS": "21 Nehru Place, New Delhi 110019",
+    "SUPPLIER_GSTIN": "07AABCX1234K1ZD",
+    "SUPPLIER_STATE_CODE": "07",
+    "SUPPLIER_PAN": "AABCX1234K",
+    "SUPPLIER_SIGNATORY": "Meera Iyer, Director",
+    "DODO_WEBHOOK_SECRET": "whsec_cHJvZC1kb2RvLXNlY3JldA==",
+}
 FULL_PRODUCTION_ENV = {
     "SECRET_KEY": "prod-secret-key",
     "SECURITY_PASSWORD_SALT": "prod-salt",
@@ -36,6 +52,7 @@ FULL_PRODUCTION_ENV = {
     "FIELD_ENCRYPTION_KEYS": "a2V5LW9uZS1rZXktb25lLWtleS1vbmUta2V5LW9uZS0=,b3RoZXI=",
     "DATABASE_URL": "postgresql+psycopg2://woffice@db.internal/woffice",
     "IDENTITY_HASH_KEY": "prod-identity-key",
+    **SUPPLIER_ENV,
 }
 
 
@@ -108,6 +125,7 @@ def test_validate_names_only_what_is_missing():
         "FIELD_ENCRYPTION_KEYS": ["f"],
         "SQLALCHEMY_DATABASE_URI": "postgresql://x/y",
         "IDENTITY_HASH_KEY": "i",
+        **SUPPLIER_ENV,
     }
     ProductionConfig.validate(complete)  # no error
 

@@ -3,7 +3,9 @@
 * `send_campaign` claims chunks of due recipients, commits the claims, sends them with
   bounded concurrency under the tenant number's shared rate limit, records the results
   and commits, until nothing is due or its time budget (half the queue's timeout) is
-  spent; then it enqueues its next run (now, or when the next retry is due). An
+  spent; then it enqueues its next run (now, or when the next retry is due). It keeps
+  two chunks going: while one is on the wire, the next is claimed (and committed) and
+  the previous one recorded, so the database work never leaves the rate unused. An
   account- or template-level error (expired token, template paused...) pauses the
   campaign rather than failing every recipient with it. Between
   chunks, and every ``STATUS_POLL_S`` during one, it re-reads the campaign's status: a
@@ -21,10 +23,11 @@ it enqueues one coalesced run once the transaction commits.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
 from flask import current_app
@@ -36,7 +39,7 @@ from app.models.campaign import Campaign, CampaignStatus
 from app.models.tenant import Tenant
 from app.services import audit, campaigns, sending
 from app.services.exceptions import ValidationError
-from app.services.rate_limit import LocalBucket, number_bucket
+from app.services.rate_limit import LocalBucket, SlotBatcher, number_bucket
 from app.services.whatsapp import (
     WhatsAppClient,
     WhatsAppError,
@@ -118,16 +121,23 @@ class ChunkSender:
             outcome.invalid = str(exc)
         return outcome
 
-    def send(self, claimed: list[sending.Claimed]) -> list[sending.Outcome]:
-        """Send a chunk; stops early (leaving the rest unattempted) on pause/cancel."""
-        futures: set[Future] = {self.pool.submit(self._one, r) for r in claimed}
-        done: list[sending.Outcome] = []
-        while futures:
-            finished, futures = wait(futures, timeout=STATUS_POLL_S, return_when=FIRST_COMPLETED)
-            done += [f.result() for f in finished]
-            if futures and not self.stop.is_set() and not self._still_sending():
+    def submit(self, claimed: list[sending.Claimed]) -> list[Future]:
+        """Start sending a chunk in the pool (behind any chunk still going)."""
+        return [self.pool.submit(self._one, r) for r in claimed]
+
+    def collect(self, futures: list[Future]) -> list[sending.Outcome]:
+        """Wait for a submitted chunk, re-reading the campaign status every
+        ``STATUS_POLL_S``: a pause or cancel stops it (the rest stays unattempted)."""
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=STATUS_POLL_S)
+            if pending and not self.stop.is_set() and not self._still_sending():
                 self.stop.set()
-        return done
+        return [f.result() for f in futures]
+
+    def send(self, claimed: list[sending.Claimed]) -> list[sending.Outcome]:
+        """Send a chunk and wait for it."""
+        return self.collect(self.submit(claimed))
 
     def _still_sending(self) -> bool:
         status = sending.campaign_status(db.session, self.campaign_id)
@@ -135,12 +145,12 @@ class ChunkSender:
         return status == CampaignStatus.sending
 
 
-def _bucket(tenant: Tenant):
+def _bucket(tenant: Tenant) -> SlotBatcher:
     conn = redis_connection()
     mps = tenant.wa_messaging_limit_mps
     if conn is None:
-        return LocalBucket(mps)
-    return number_bucket(conn, tenant.wa_phone_number_id or str(tenant.id), mps)
+        return SlotBatcher(LocalBucket(mps))
+    return SlotBatcher(number_bucket(conn, tenant.wa_phone_number_id or str(tenant.id), mps))
 
 
 @job
@@ -160,30 +170,62 @@ def send_campaign(campaign_id: int, tenant_id: int | None = None) -> dict[str, i
     tenant = db.session.get(Tenant, tenant_id)
     client = client_for_tenant(tenant)
     sender = ChunkSender(client, _bucket(tenant), campaign, config["CAMPAIGN_SEND_CONCURRENCY"])
-    chunk = max(int(config["CAMPAIGN_CHUNK"]), 1)
+    # At most a second's worth per chunk: a claim waits for at most two chunks, so
+    # claims stay young (far inside CAMPAIGN_CLAIM_TIMEOUT_S) and few are hoarded.
+    chunk = max(min(int(config["CAMPAIGN_CHUNK"]), math.ceil(tenant.wa_messaging_limit_mps)), 1)
     try:
-        while True:
-            if sending.campaign_status(db.session, campaign_id) != CampaignStatus.sending:
-                break
-            if time.monotonic() >= deadline:
-                _enqueue_later(campaign_id, tenant_id, 0)
-                break
-            claimed = sending.claim(db.session, campaign, chunk)
-            db.session.commit()  # the claims are durable before any request leaves
-            if not claimed:
-                if not _wait_for_retries(campaign, tenant_id, deadline):
-                    break
-                continue
-            result = sending.record(db.session, campaign, sender.send(claimed))
-            counts.update(result)
-            if result["halted"]:
-                _pause(campaign)
-            db.session.commit()
-            sender.stop.clear()
+        _send_loop(campaign, tenant_id, sender, chunk, deadline, counts)
     finally:
         sender.close()
     counts["completed"] = sending.complete_finished(db.session, campaign_id)
     return dict(counts)
+
+
+def _send_loop(
+    campaign: Campaign,
+    tenant_id: int,
+    sender: ChunkSender,
+    chunk: int,
+    deadline: float,
+    counts: Counter[str],
+) -> None:
+    """Claim, send and record chunks, one on the wire while the next is claimed and
+    the previous recorded, until nothing is due, the budget is spent or it stops."""
+    in_flight: list[Future] = []
+    while True:
+        claimed: list[sending.Claimed] = []
+        go_on = (
+            not sender.stop.is_set()
+            and time.monotonic() < deadline
+            and sending.campaign_status(db.session, campaign.id) == CampaignStatus.sending
+        )
+        if go_on:
+            claimed = sending.claim(db.session, campaign, chunk)
+        db.session.commit()  # the claims are durable before any request leaves
+        following = sender.submit(claimed)
+        if in_flight:
+            _record(campaign, sender.collect(in_flight), counts)
+        in_flight = following
+        if in_flight:
+            continue
+        # Nothing on the wire and every claim recorded: decide what comes next.
+        sender.stop.clear()
+        if sending.campaign_status(db.session, campaign.id) != CampaignStatus.sending:
+            break
+        if time.monotonic() >= deadline:
+            _enqueue_later(campaign.id, tenant_id, 0)
+            break
+        if go_on and not _wait_for_retries(campaign, tenant_id, deadline):
+            break
+
+
+def _record(campaign: Campaign, outcomes: list[sending.Outcome], counts: Counter[str]) -> None:
+    """Record a chunk's outcomes and commit; pause the campaign on an account error."""
+    result = sending.record(db.session, campaign, outcomes)
+    counts.update(result)
+    if result["halted"]:
+        _pause(campaign)
+    db.session.commit()
 
 
 def _pause(campaign: Campaign) -> None:

@@ -6,6 +6,11 @@ runs share the backlog without touching the same row twice, applies them and com
 once. Runs are coalesced (`app.jobs.enqueue_coalesced`): a burst of deliveries costs one
 job per batch, not one (and two audit events) per delivery. `process_inbox` applies one
 given row (re-processing by hand).
+
+A row is applied as far as it concerns its tenant (`inbound.Route`: the changes of its
+business number and of its WhatsApp Business Account), since a payload for a shared
+WABA is stored once per tenant. A template status update for a template the tenant does
+not have yet has the tenant's templates synced (one coalesced sync job per tenant).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from sqlalchemy import select, update
 from app.extensions import db
 from app.jobs import enqueue_after_commit, release_coalesced
 from app.jobs._runtime import job
+from app.jobs.templates import sync_coalesce_key, sync_tenant_templates
 from app.models.conversation import WebhookInbox
 from app.models.mixins import utcnow
+from app.models.tenant import Tenant
 from app.services import inbound
 
 log = logging.getLogger(__name__)
@@ -60,6 +67,7 @@ def drain_inbox(tenant_id: int, batch_size: int = DRAIN_BATCH) -> dict[str, int]
         .with_for_update(skip_locked=True)
     ).all()
     counts = inbound.new_counts() | {"rows": len(rows), "malformed": 0, "failed": 0}
+    route = tenant_route(tenant_id)
     done: list[int] = []
     statuses: list[dict[str, Any]] = []
     for row_id, raw in rows:
@@ -69,7 +77,7 @@ def drain_inbox(tenant_id: int, batch_size: int = DRAIN_BATCH) -> dict[str, int]
             _finish([row_id], error="malformed payload")
             counts["malformed"] += 1
             continue
-        found = _apply_row(row_id, payload, counts)
+        found = _apply_row(row_id, payload, counts, tenant_id, route)
         if found is not None:
             statuses += found
             done.append(row_id)
@@ -77,20 +85,46 @@ def drain_inbox(tenant_id: int, batch_size: int = DRAIN_BATCH) -> dict[str, int]
     counts["statuses"] += applied
     counts["pending"] += pending
     _finish(done)
+    if counts["templates_unknown"]:
+        schedule_template_sync(tenant_id)
     if len(rows) == batch_size:
         schedule_drain(tenant_id)
     return counts
 
 
-def _apply_row(row_id: int, payload: Any, counts: dict[str, int]) -> list[dict] | None:
+def tenant_route(tenant_id: int) -> inbound.Route | None:
+    """The tenant's business number and WABA (None for an unknown tenant: apply all)."""
+    row = db.session.execute(
+        select(Tenant.wa_phone_number_id, Tenant.wa_business_account_id).where(
+            Tenant.id == tenant_id
+        )
+    ).first()
+    return inbound.Route(row[0], row[1]) if row is not None else None
+
+
+def schedule_template_sync(tenant_id: int) -> None:
+    """Have the tenant's templates synced after this transaction commits (coalesced)."""
+    enqueue_after_commit(
+        "default", sync_tenant_templates, tenant_id=tenant_id, coalesce=sync_coalesce_key(tenant_id)
+    )
+
+
+def _apply_row(
+    row_id: int,
+    payload: Any,
+    counts: dict[str, int],
+    tenant_id: int,
+    route: inbound.Route | None,
+) -> list[dict] | None:
     """Store one payload's messages in a savepoint; its statuses, or None if it failed."""
     row_counts = inbound.new_counts()
+    kwargs = {"tenant_id": tenant_id, "route": route}
     try:
         if _writes_rows(payload):
             with db.session.begin_nested():
-                statuses = inbound.apply_messages(db.session, payload, row_counts)
+                statuses = inbound.apply_messages(db.session, payload, row_counts, **kwargs)
         else:  # statuses only (most deliveries): nothing to roll back, no savepoint
-            statuses = inbound.apply_messages(db.session, payload, row_counts)
+            statuses = inbound.apply_messages(db.session, payload, row_counts, **kwargs)
     except Exception as exc:  # recorded on the row and retried, see drain_inbox
         log.exception("webhook_inbox %s failed", row_id)
         db.session.execute(
@@ -106,12 +140,13 @@ def _apply_row(row_id: int, payload: Any, counts: dict[str, int]) -> list[dict] 
 
 
 def _writes_rows(payload: Any) -> bool:
-    """Does the payload carry messages or preferences (stored here, not in bulk)?"""
+    """Does the payload carry messages, preferences or template updates (stored here,
+    not in bulk)?"""
     return any(
-        (change.get("value") or {}).get(key)
+        change.get("field") == inbound.TEMPLATE_STATUS_FIELD
+        or any((change.get("value") or {}).get(key) for key in ("messages", "user_preferences"))
         for entry in payload.get("entry") or []
         for change in entry.get("changes") or []
-        for key in ("messages", "user_preferences")
     )
 
 
@@ -145,7 +180,9 @@ def process_inbox(inbox_id: int, tenant_id: int | None = None) -> dict[str, int]
         row.error = "malformed payload"
         row.processed_at = utcnow()
         return {"malformed": 1}
-    counts = inbound.process_payload(db.session, payload, tenant_id)
+    counts = inbound.process_payload(db.session, payload, tenant_id, tenant_route(tenant_id))
     row.processed_at = utcnow()
     row.error = None
+    if counts["templates_unknown"]:
+        schedule_template_sync(tenant_id)
     return counts

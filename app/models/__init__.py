@@ -1,6 +1,18 @@
 """SQLAlchemy models, one module per aggregate. Importing this package maps them all."""
 
 from app.models.audit import AuditChainHead, AuditEvent
+from app.models.billing import (
+    BillingEvent,
+    BillingPeriod,
+    DocumentCounter,
+    DocumentType,
+    Invoice,
+    Payment,
+    PdfStatus,
+    Plan,
+    Subscription,
+    SubscriptionStatus,
+)
 from app.models.campaign import (
     Campaign,
     CampaignRecipient,
@@ -32,10 +44,36 @@ from app.models.conversation import (
 )
 from app.models.login_event import LoginEvent
 from app.models.mixins import TenantOwned
+from app.models.privacy import (
+    ArtifactKind,
+    ComplianceHoliday,
+    Incident,
+    IncidentSeverity,
+    PolicyAcknowledgement,
+    PolicyVersion,
+    PrivacyArtifact,
+    PrivacyRequest,
+    PrivacySubmission,
+    RequestChannel,
+    RequestStatus,
+    RequestType,
+    SubjectKind,
+    SubProcessor,
+)
 from app.models.tenant import Tenant, TenantStatus
 from app.models.user import AppUser, Role
 
 __all__ = [
+    "BillingEvent",
+    "BillingPeriod",
+    "DocumentCounter",
+    "DocumentType",
+    "Invoice",
+    "Payment",
+    "PdfStatus",
+    "Plan",
+    "Subscription",
+    "SubscriptionStatus",
     "Campaign",
     "CampaignRecipient",
     "CampaignStatus",
@@ -65,6 +103,20 @@ __all__ = [
     "AppUser",
     "LoginEvent",
     "Role",
+    "ArtifactKind",
+    "ComplianceHoliday",
+    "Incident",
+    "IncidentSeverity",
+    "PolicyAcknowledgement",
+    "PolicyVersion",
+    "PrivacyArtifact",
+    "PrivacyRequest",
+    "PrivacySubmission",
+    "RequestChannel",
+    "RequestStatus",
+    "RequestType",
+    "SubjectKind",
+    "SubProcessor",
     "Tenant",
     "TenantOwned",
     "TenantStatus",

@@ -61,6 +61,12 @@ class Contact(TenantOwned, Timestamped, db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # TenantOwned's column without its own index: uq_contact_tenant_wa_id starts with
+    # tenant_id and serves those lookups; one index less to maintain on every import
+    # (migration 0008).
+    tenant_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("tenant.id", ondelete="CASCADE"), nullable=False, index=False
+    )
     # E.164 ("+919876543210"); NULL only for business-scoped user ids without a number.
     phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
     # WhatsApp id: the digits of the number, or a business-scoped user id (BSUID).

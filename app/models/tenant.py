@@ -36,6 +36,7 @@ class Tenant(Timestamped, db.Model):
         "name",
         "legal_name",
         "contact_email",
+        "billing_email",
         "contact_phone",
         "gstin",
         "address_line1",
@@ -64,6 +65,8 @@ class Tenant(Timestamped, db.Model):
     )
     contact_email: Mapped[str] = mapped_column(String(320), nullable=False)
     contact_phone: Mapped[str] = mapped_column(String(20), nullable=False)
+    # Where invoices and renewal reminders go (contact_email when empty).
+    billing_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     gstin: Mapped[str | None] = mapped_column(String(15), nullable=True)
     address_line1: Mapped[str] = mapped_column(String(200), nullable=False)
     address_line2: Mapped[str | None] = mapped_column(String(200), nullable=True)

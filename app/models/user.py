@@ -53,6 +53,10 @@ class AppUser(UserMixin, User):
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # P23: the user attested being 18 or older when they set up the account.
     age_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # P23: Compliance flagged the account as a minor's (a deletion request is opened).
+    minor_flagged_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # P20 objection: the user objects to usage analytics; they are left out of it.
+    analytics_objection_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     tenant_id: Mapped[int | None] = mapped_column(
         Integer, ForeignKey("tenant.id", ondelete="CASCADE"), nullable=True, index=True

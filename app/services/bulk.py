@@ -4,7 +4,9 @@
 `insert_with_ids` also gives each row its primary key. On PostgreSQL both stream the
 rows with ``COPY ... FROM STDIN`` (ids are drawn from the table's sequence first);
 elsewhere (SQLite in ``make run``) they use SQLAlchemy's multi-row INSERT. Both go
-through the session's connection, so they are part of its transaction.
+through the session's connection, so they are part of its transaction. For callers
+that format the rows themselves (the contact import escapes fields in its parser
+thread), `next_ids` and `copy_lines` are the two halves of `insert_with_ids`.
 
 These writes bypass the ORM: no flush hooks, so no tenant stamping and no per-row audit
 capture. Callers set ``tenant_id`` on every row themselves and record one audit event
@@ -16,24 +18,26 @@ from __future__ import annotations
 import enum
 import functools
 import io
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, text
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
-_NEXT_IDS = text(
-    "SELECT nextval(pg_get_serial_sequence(:table, :column)) FROM generate_series(1, :n)"
-)
 # COPY's text format: these characters are written as backslash escapes.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]").search
 
 
 def copy_text(value: Any) -> str:
     """``value`` as a field of COPY's text format."""
     kind = value.__class__
     if kind is str:
+        # str.translate looks every character up in a dict: search first (in C).
+        if _NEEDS_ESCAPE(value) is None:
+            return value
         return value.translate(_COPY_ESCAPES)
     if value is None:
         return "\\N"
@@ -68,6 +72,45 @@ def _copy(session: Session, table: Table, columns: Sequence[str], rows: Sequence
         cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN', buffer)
 
 
+def uses_copy(session: Session, copy: bool | None = None) -> bool:
+    """Whether the writes here use COPY: ``copy`` if given, else on PostgreSQL."""
+    return copy if copy is not None else _is_postgresql(session)
+
+
+def serial_sequence(session: Session, table: Table) -> str:
+    """The name of the sequence behind ``table``'s primary key (PostgreSQL)."""
+    (pk,) = table.primary_key.columns
+    dbapi = session.connection().connection.driver_connection
+    with dbapi.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", (table.name, pk.name))
+        (sequence,) = cursor.fetchone()
+    return sequence
+
+
+def next_ids(session: Session, table: Table, n: int, sequence: str | None = None) -> list[int]:
+    """``n`` new primary keys of ``table`` from its sequence (PostgreSQL), in order.
+
+    Pass ``sequence`` (`serial_sequence`) to save a round trip per call; it is not
+    looked up inside the query, where pg_get_serial_sequence() would run for every row.
+    """
+    sequence = sequence or serial_sequence(session, table)
+    dbapi = session.connection().connection.driver_connection
+    with dbapi.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, n))
+        return [new_id for (new_id,) in cursor.fetchall()]
+
+
+def copy_lines(session: Session, table: Table, columns: Sequence[str], lines: list[str]) -> None:
+    """COPY ``lines`` (each one row of COPY's text format, ending in a newline; fields
+    escaped with `copy_text`) into ``columns`` of ``table`` (PostgreSQL)."""
+    if not lines:
+        return
+    names = ", ".join(f'"{c}"' for c in columns)
+    dbapi = session.connection().connection.driver_connection
+    with dbapi.cursor() as cursor:
+        cursor.copy_expert(f'COPY "{table.name}" ({names}) FROM STDIN', io.StringIO("".join(lines)))
+
+
 def insert_rows(
     session: Session,
     table: Table,
@@ -99,8 +142,7 @@ def insert_with_ids(
         return []
     (pk,) = table.primary_key.columns
     if copy if copy is not None else _is_postgresql(session):
-        params = {"table": table.name, "column": pk.name, "n": len(rows)}
-        ids = list(session.scalars(_NEXT_IDS, params))
+        ids = next_ids(session, table, len(rows))
         _copy(
             session,
             table,

@@ -21,13 +21,16 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import String, any_, bindparam, cast, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.models.contact import (
@@ -129,6 +132,8 @@ class _Row:
     notes: str | None
     tags: list[str] = field(default_factory=list)
     consent: ConsentAction | None = None
+    # phone ... consent_state of a new contact as COPY text (built by the parser thread)
+    copy: str = ""
 
 
 # ------------------------------------------------------------------------- parsing
@@ -161,7 +166,7 @@ def read_csv(content: bytes) -> tuple[list[str], Iterator[tuple[int, list[str]]]
         start = reader.line_num + 1
         try:
             for cells in reader:
-                if any(c.strip() for c in cells):  # blank lines are skipped
+                if "".join(cells).strip():  # blank lines (only spaces, commas) are skipped
                     yield start, cells
                 start = reader.line_num + 1
         except csv.Error as exc:
@@ -272,6 +277,10 @@ def _columns(headers: list[str], mapping: dict[str, str]) -> dict[str, tuple[str
     return {mapping[h]: (h, i) for i, h in enumerate(headers) if mapping[h] != "ignore"}
 
 
+# (header, index) of a field no column holds: an index no row reaches.
+_UNMAPPED = ("", 1 << 30)
+
+
 def _parse_row(
     line: int,
     cells: list[str],
@@ -281,65 +290,74 @@ def _parse_row(
     """One CSV row as a `_Row`, or the reasons it cannot be imported.
 
     ``seen`` maps the WhatsApp ids of the rows accepted so far to their lines: the same
-    number twice in a file is an error on its second line.
+    number twice in a file is an error on its second line. (Runs once per row: cells are
+    read inline rather than through a helper.)
     """
     width = len(cells)
-
-    def cell(fieldname: str) -> str:
-        found = columns.get(fieldname)
-        return cells[found[1]].strip() if found and found[1] < width else ""
-
-    errors: list[RowError] = []
-
-    def err(fieldname: str, value: str, reason: str) -> None:
-        errors.append(RowError(line, columns[fieldname][0], value, reason))
-
-    raw_phone = cell("phone")
+    phone_header, at = columns["phone"]
+    raw_phone = cells[at].strip() if at < width else ""
     if not raw_phone:
-        return None, [RowError(line, columns["phone"][0], "", "phone is missing")]
+        return None, [RowError(line, phone_header, "", "phone is missing")]
     try:
         phone, wa_id = normalize_contact_phone(raw_phone)
     except ValidationError:
-        return None, [RowError(line, columns["phone"][0], raw_phone, "invalid phone number")]
+        return None, [RowError(line, phone_header, raw_phone, "invalid phone number")]
     if wa_id in seen:
         reason = f"duplicate in file: same phone as line {seen[wa_id]} (line {line} skipped)"
-        return None, [RowError(line, columns["phone"][0], raw_phone, reason)]
+        return None, [RowError(line, phone_header, raw_phone, reason)]
 
-    name = cell("display_name")
+    errors: list[RowError] = []
+    header, at = columns.get("display_name", _UNMAPPED)
+    name = cells[at].strip() if at < width else ""
     if len(name) > MAX_NAME:
-        err("display_name", name, f"name longer than {MAX_NAME} characters")
-    email = cell("email")
+        errors.append(RowError(line, header, name, f"name longer than {MAX_NAME} characters"))
+    header, at = columns.get("email", _UNMAPPED)
+    email = cells[at].strip() if at < width else ""
     if email:
         try:
             email = normalize_email(email)
         except ValidationError:
-            err("email", email, "invalid email address")
+            errors.append(RowError(line, header, email, "invalid email address"))
     tags: list[str] = []
-    raw_tags = cell("tags")
+    header, at = columns.get("tags", _UNMAPPED)
+    raw_tags = cells[at].strip() if at < width else ""
     if raw_tags:
         lowered: set[str] = set()
         for tag in TAG_SEPARATORS.split(raw_tags):
             tag = tag.strip()
             if len(tag) > MAX_TAG:
-                err("tags", raw_tags, f"tag longer than {MAX_TAG} characters")
+                reason = f"tag longer than {MAX_TAG} characters"
+                errors.append(RowError(line, header, raw_tags, reason))
             elif tag and tag.lower() not in lowered:
                 lowered.add(tag.lower())
                 tags.append(tag)
     consent = None
     if "consent" in columns:
+        header, at = columns["consent"]
+        raw_consent = cells[at].strip() if at < width else ""
         try:
-            consent = _consent(cell("consent"))
+            consent = _consent(raw_consent)
         except ValidationError as exc:
-            err("consent", cell("consent"), str(exc))
+            errors.append(RowError(line, header, raw_consent, str(exc)))
     if errors:
         return None, errors
     seen[wa_id] = line
-    return _Row(
-        line, phone, wa_id, name or None, email or None, cell("notes") or None, tags, consent
-    ), []
+    _header, at = columns.get("notes", _UNMAPPED)
+    notes = cells[at].strip() if at < width else ""
+    return _Row(line, phone, wa_id, name or None, email or None, notes or None, tags, consent), []
 
 
 _CONTACT = Contact.__table__
+_EXISTING = (
+    Contact.id,
+    Contact.wa_id,
+    Contact.phone,
+    Contact.display_name,
+    Contact.email,
+    Contact.notes,
+    Contact.consent_state,
+)
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit = off")
 _UPDATABLE = ("phone", "display_name", "email", "notes", "consent_state")
 # One executemany UPDATE for every changed contact of a batch (bind names may not be
 # column names in an UPDATE, hence the prefixes).
@@ -383,8 +401,9 @@ class _Run:
     imp: ContactImport
     tags: dict[str, int]
     actor_id: int | None
-    copy: bool | None = None  # COPY (default on PostgreSQL); see app.services.bulk
+    copy: bool = False  # new rows by COPY (PostgreSQL); see app.services.bulk
     consent_header: str = "consent"
+    sequence: str | None = None  # contact ids' sequence, looked up once (COPY)
 
     def tag_ids(self, rows: list[_Row]) -> None:
         """Create the tags the rows name that the tenant lacks (ORM: audited as usual)."""
@@ -412,18 +431,16 @@ class _Run:
         refused: list[list[RowError]] = []
         if not rows:
             return refused
+        wa_ids = [r.wa_id for r in rows]
+        # PostgreSQL: one array parameter (an IN list renders one bind per row).
+        known = Contact.wa_id == any_(cast(wa_ids, ARRAY(String))) if self.copy else None
         existing = {
             found.wa_id: found
             for found in session.execute(
-                select(
-                    Contact.id,
-                    Contact.wa_id,
-                    Contact.phone,
-                    Contact.display_name,
-                    Contact.email,
-                    Contact.notes,
-                    Contact.consent_state,
-                ).where(Contact.tenant_id == tenant_id, Contact.wa_id.in_([r.wa_id for r in rows]))
+                select(*_EXISTING).where(
+                    Contact.tenant_id == tenant_id,
+                    known if known is not None else Contact.wa_id.in_(wa_ids),
+                )
             )
         }
         self.tag_ids(rows)
@@ -482,56 +499,12 @@ class _Run:
                 )
             elif not new_tags:
                 unchanged += 1
-        new_ids = bulk.insert_with_ids(
-            session,
-            _CONTACT,
-            _INSERT_COLUMNS,
-            [
-                (
-                    tenant_id,
-                    row.phone,
-                    row.wa_id,
-                    row.display_name,
-                    row.email,
-                    row.notes,
-                    _CONSENT_STATE.get(row.consent, ConsentState.unknown),
-                    False,
-                    now,
-                    now,
-                )
-                for row in new
-            ],
-            copy=self.copy,
-        )
-        created_ids = {row.wa_id: cid for row, cid in zip(new, new_ids, strict=True)}
+        if self.copy:
+            new_ids = self.copy_new(new, links, consents, linked, now)
+        else:
+            new_ids = self.insert_new(new, links, consents, linked, now)
         if changed:
             session.execute(_UPDATE_CONTACT.where(_CONTACT.c.tenant_id == tenant_id), changed)
-        link_rows = []
-        for row, contact_id in links:
-            cid = contact_id or created_ids[row.wa_id]
-            for name in row.tags:
-                tag_id = self.tags[name.lower()]
-                if (cid, tag_id) not in linked:
-                    link_rows.append((cid, tag_id))
-        bulk.insert_rows(session, contact_tag, ("contact_id", "tag_id"), link_rows, self.copy)
-        bulk.insert_rows(
-            session,
-            ConsentEvent.__table__,
-            _CONSENT_COLUMNS,
-            [
-                (
-                    tenant_id,
-                    contact_id or created_ids[row.wa_id],
-                    row.consent,
-                    ConsentSource.import_,
-                    f"import {imp.filename} line {row.line}",
-                    now,
-                    self.actor_id,
-                )
-                for row, contact_id in consents
-            ],
-            self.copy,
-        )
         updated_ids = sorted({c["b_id"] for c in changed} | {cid for _, cid in links if cid})
         imp.created_count += len(new)
         imp.updated_count += len(updated_ids)
@@ -551,6 +524,134 @@ class _Run:
         )
         return refused
 
+    def copy_new(
+        self,
+        new: list[_Row],
+        links: list[tuple[_Row, int | None]],
+        consents: list[tuple[_Row, int | None]],
+        linked: set[tuple[int, int]],
+        now: datetime,
+    ) -> list[int]:
+        """New contacts, tag links and consent events by COPY (PostgreSQL); new ids.
+
+        The rows' fields were escaped by the parser thread (``_Row.copy``); here only
+        the ids, tenant and timestamps are added, so this thread spends its time
+        waiting on the database (the GIL free for the parser).
+        """
+        session, tenant_id = self.session, self.imp.tenant_id
+        if new and self.sequence is None:
+            self.sequence = bulk.serial_sequence(session, _CONTACT)
+        new_ids = bulk.next_ids(session, _CONTACT, len(new), self.sequence) if new else []
+        stamp = bulk.copy_text(now)
+        bulk.copy_lines(
+            session,
+            _CONTACT,
+            ("id", *_INSERT_COLUMNS),
+            [
+                f"{cid}\t{tenant_id}\t{row.copy}\tf\t{stamp}\t{stamp}\n"
+                for row, cid in zip(new, new_ids, strict=True)
+            ],
+        )
+        created_ids = dict(zip([row.wa_id for row in new], new_ids, strict=True))
+        tags = self.tags
+        lines = []
+        for row, contact_id in links:
+            cid = contact_id or created_ids[row.wa_id]
+            for name in row.tags:
+                tag_id = tags[name.lower()]
+                if (cid, tag_id) not in linked:
+                    lines.append(f"{cid}\t{tag_id}\n")
+        bulk.copy_lines(session, contact_tag, ("contact_id", "tag_id"), lines)
+        evidence = bulk.copy_text(f"import {self.imp.filename} line ")
+        tail = f"\t{stamp}\t{bulk.copy_text(self.actor_id)}\n"
+        source = bulk.copy_text(ConsentSource.import_)
+        bulk.copy_lines(
+            session,
+            ConsentEvent.__table__,
+            _CONSENT_COLUMNS,
+            [
+                f"{tenant_id}\t{contact_id or created_ids[row.wa_id]}\t"
+                f"{bulk.copy_text(row.consent)}\t{source}\t{evidence}{row.line}{tail}"
+                for row, contact_id in consents
+            ],
+        )
+        return new_ids
+
+    def insert_new(
+        self,
+        new: list[_Row],
+        links: list[tuple[_Row, int | None]],
+        consents: list[tuple[_Row, int | None]],
+        linked: set[tuple[int, int]],
+        now: datetime,
+    ) -> list[int]:
+        """`copy_new` with multi-row INSERTs (SQLite, or ``copy=False``); new ids."""
+        session, tenant_id = self.session, self.imp.tenant_id
+        new_ids = bulk.insert_with_ids(
+            session,
+            _CONTACT,
+            _INSERT_COLUMNS,
+            [
+                (
+                    tenant_id,
+                    row.phone,
+                    row.wa_id,
+                    row.display_name,
+                    row.email,
+                    row.notes,
+                    _CONSENT_STATE.get(row.consent, ConsentState.unknown),
+                    False,
+                    now,
+                    now,
+                )
+                for row in new
+            ],
+            copy=False,
+        )
+        created_ids = {row.wa_id: cid for row, cid in zip(new, new_ids, strict=True)}
+        link_rows = []
+        for row, contact_id in links:
+            cid = contact_id or created_ids[row.wa_id]
+            for name in row.tags:
+                tag_id = self.tags[name.lower()]
+                if (cid, tag_id) not in linked:
+                    link_rows.append((cid, tag_id))
+        bulk.insert_rows(session, contact_tag, ("contact_id", "tag_id"), link_rows, False)
+        bulk.insert_rows(
+            session,
+            ConsentEvent.__table__,
+            _CONSENT_COLUMNS,
+            [
+                (
+                    tenant_id,
+                    contact_id or created_ids[row.wa_id],
+                    row.consent,
+                    ConsentSource.import_,
+                    f"import {self.imp.filename} line {row.line}",
+                    now,
+                    self.actor_id,
+                )
+                for row, contact_id in consents
+            ],
+            False,
+        )
+        return new_ids
+
+
+def _copy_fields(row: _Row) -> str:
+    """The new contact's phone ... consent_state in COPY's text format."""
+    copy_text = bulk.copy_text
+    return "\t".join(
+        (
+            copy_text(row.phone),
+            copy_text(row.wa_id),
+            copy_text(row.display_name),
+            copy_text(row.email),
+            copy_text(row.notes),
+            _CONSENT_STATE.get(row.consent, ConsentState.unknown).value,
+        )
+    )
+
 
 @dataclass
 class _ParsedBatch:
@@ -561,7 +662,10 @@ class _ParsedBatch:
 
 
 def _parsed_batches(
-    rows: Iterator[tuple[int, list[str]]], columns: dict[str, tuple[str, int]], size: int
+    rows: Iterator[tuple[int, list[str]]],
+    columns: dict[str, tuple[str, int]],
+    size: int,
+    copy: bool = False,
 ) -> Iterator[_ParsedBatch]:
     seen: dict[str, int] = {}
     while True:
@@ -572,10 +676,79 @@ def _parsed_batches(
         for line, cells in batch:
             row, row_errors = _parse_row(line, cells, columns, seen)
             if row is not None:
+                if copy:
+                    row.copy = _copy_fields(row)
                 parsed.good.append(row)
             else:
                 parsed.errors.append(row_errors)
         yield parsed
+
+
+# Batches parsed ahead of the writing thread: the parser rarely waits, the memory stays
+# bounded (a few batches of rows).
+PARSE_AHEAD = 4
+_DONE = object()
+
+
+class _Parser:
+    """Runs ``_parsed_batches`` in a thread, up to ``PARSE_AHEAD`` batches ahead.
+
+    Pure Python, no database: it runs while the writing thread waits on PostgreSQL (the
+    GIL is released during each statement). Its exceptions (bad CSV) are re-raised in
+    the writing thread; `close` stops it if the writing thread fails first.
+    """
+
+    def __init__(self, batches: Iterator[_ParsedBatch]) -> None:
+        self._batches = batches
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=PARSE_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="import-parse", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for parsed in self._batches:
+                if not self._put(parsed):
+                    return
+        except BaseException as exc:  # handed over to the writing thread, re-raised there
+            self._put(exc)
+            return
+        self._put(_DONE)
+
+    def __iter__(self) -> Iterator[_ParsedBatch]:
+        while (item := self._queue.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _async_commit(session: Session) -> None:
+    """Let this batch's transaction commit without waiting for its WAL flush.
+
+    ``SET LOCAL``: this transaction only, so nothing else of the session or the app
+    commits asynchronously. Safe here because an import is re-runnable and idempotent:
+    a PostgreSQL crash can lose only the last fraction of a second of committed batches
+    (never corrupt or half-apply one: each batch and its progress counters and audit
+    event commit or vanish together), the import then shows fewer processed rows and is
+    still ``running``, and importing the file again creates what was lost and leaves the
+    rest unchanged. The final commit (status ``done``) is synchronous and flushes the WAL
+    of every batch before it, so a finished import is durable. Nothing outside the
+    database acts on a batch commit (no job is enqueued per batch).
+    """
+    session.execute(_ASYNC_COMMIT)
 
 
 def run_import(
@@ -588,8 +761,10 @@ def run_import(
     """Import every row of ``imp`` (counters start from zero); returns the counts.
 
     The import ends ``done`` with its counters and errors CSV set; the caller commits.
-    Rows are parsed one batch ahead in a helper thread (pure Python, no database) while
-    this thread writes the previous batch: the parsing runs while the database works.
+    Rows are parsed up to ``PARSE_AHEAD`` batches ahead in a helper thread (`_Parser`:
+    pure Python, no database) while this thread writes: the parsing runs while the
+    database works. On PostgreSQL each batch's transaction commits asynchronously
+    (`_async_commit` says why that is safe here).
     Contacts written here bypass the ORM unit of work: contacts and tags the session
     already holds are expired at the end so nobody reads stale values.
     """
@@ -605,15 +780,15 @@ def run_import(
         imp,
         {name.lower(): tag_id for tag_id, name in tenant_tags},
         imp.created_by_id,
-        copy,
+        bulk.uses_copy(session, copy),
         columns.get("consent", ("consent", 0))[0],
     )
     error_lines = ErrorsWriter()
-    batches = _parsed_batches(rows, columns, batch_size)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-parse") as parser:
-        pending = parser.submit(next, batches, None)
-        while (parsed := pending.result()) is not None:
-            pending = parser.submit(next, batches, None)
+    parser = _Parser(_parsed_batches(rows, columns, batch_size, run.copy))
+    try:
+        for parsed in parser:
+            if run.copy:
+                _async_commit(session)
             bad = parsed.errors + run.write(parsed.good, parsed.lines)
             bad.sort(key=lambda errors: errors[0].line)
             for row_errors in bad:
@@ -625,6 +800,8 @@ def run_import(
             session.flush()
             if after_batch is not None:
                 after_batch()
+    finally:
+        parser.close()
     imp.status = ImportStatus.done
     imp.finished_at = utcnow()
     session.flush()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from flask import current_app
 from flask_security import hash_password
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -9,8 +12,12 @@ from sqlalchemy.orm import Session
 from app.models.mixins import utcnow
 from app.models.tenant import Tenant, TenantStatus
 from app.models.user import AppUser, Role
+from app.services.demo_billing import seed_demo_billing
 from app.services.demo_contacts import apply_demo_whatsapp, seed_demo_contacts
 from app.services.demo_templates import seed_demo_templates
+
+if TYPE_CHECKING:
+    from app.models.conversation import Conversation
 
 DEMO_PASSWORD = "demo-pass-2026"  # noqa: S105 - documented demo credential
 
@@ -29,7 +36,7 @@ DEMO_TENANTS = [
         "postal_code": "400002",
     },
     {
-        "slug": "bharat-foods",
+        "slug": "bharatfoods",
         "name": "Bharat Foods",
         "legal_name": "Bharat Foods LLP",
         "status": TenantStatus.active,
@@ -49,8 +56,8 @@ DEMO_USERS = [
     ("compliance@xigmapro.example", "Meera", "Iyer", "Compliance", None),
     ("owner@acme.example", "Rohan", "Mehta", "Tenant Admin", "acme"),
     ("agent@acme.example", "Priya", "Patil", "Agent", "acme"),
-    ("owner@bharatfoods.example", "Kiran", "Gowda", "Tenant Admin", "bharat-foods"),
-    ("agent@bharatfoods.example", "Anil", "Kumar", "Agent", "bharat-foods"),
+    ("owner@bharatfoods.example", "Kiran", "Gowda", "Tenant Admin", "bharatfoods"),
+    ("agent@bharatfoods.example", "Anil", "Kumar", "Agent", "bharatfoods"),
 ]
 
 
@@ -91,6 +98,7 @@ def seed_demo(session: Session) -> int:
         created += seed_demo_templates(session, tenant)
     for tenant in tenants.values():
         created += seed_demo_conversations(session, tenant)
+    created += seed_demo_billing(current_app.config)
     return created
 
 
@@ -167,5 +175,55 @@ def seed_demo_conversations(session: Session, tenant: Tenant) -> int:
                 if inbound:
                     contact.last_inbound_at = when
             conversation.last_message_at = when
+            created += _seed_demo_history(session, conversation, n)
         session.flush()
+    return created
+
+
+# Two weeks of earlier traffic, so the Analytics charts have something to show:
+# (outbound statuses, inbound count) per day, cycling; day 1 is yesterday.
+DEMO_HISTORY_DAYS = 13
+_HISTORY_PATTERN = [
+    (("read", "read", "delivered"), 1),
+    (("read", "sent"), 0),
+    (("read", "delivered", "failed"), 2),
+    (("delivered",), 1),
+]
+
+
+def _seed_demo_history(session: Session, conversation: Conversation, offset: int) -> int:
+    """Older messages on ``conversation``: the days of the last two weeks that fall to
+    it (each day goes to one of the demo conversations; ~40 messages per tenant)."""
+    from datetime import timedelta
+
+    from app.models.conversation import Message, MessageDirection, MessageStatus
+
+    created = 0
+    now = utcnow()
+    for day in range(1, DEMO_HISTORY_DAYS + 1):
+        if day % len(DEMO_CONVERSATIONS) != offset:
+            continue
+        statuses, inbound = _HISTORY_PATTERN[(day + offset) % len(_HISTORY_PATTERN)]
+        when = now - timedelta(days=day, hours=2 + offset)
+        lines = [(MessageDirection.outbound, MessageStatus(s)) for s in statuses]
+        lines += [(MessageDirection.inbound, MessageStatus.received)] * inbound
+        for i, (direction, status) in enumerate(lines):
+            at = when + timedelta(minutes=7 * i)
+            outbound = direction == MessageDirection.outbound
+            session.add(
+                Message(
+                    conversation=conversation,
+                    direction=direction,
+                    body="Your order update is ready." if outbound else "Thank you!",
+                    status=status,
+                    sent_at=at if outbound and status != MessageStatus.failed else None,
+                    delivered_at=at
+                    if status in (MessageStatus.delivered, MessageStatus.read)
+                    else None,
+                    read_at=at if status == MessageStatus.read else None,
+                    failed_at=at if status == MessageStatus.failed else None,
+                    created_at=at,
+                )
+            )
+            created += 1
     return created

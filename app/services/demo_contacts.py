@@ -17,13 +17,13 @@ from app.services.contacts import create_contact, normalize_contact_phone
 # slug -> (phone number id, app secret): demo values, documented in the README.
 DEMO_WHATSAPP = {
     "acme": ("100000000000001", "acme-demo-app-secret"),
-    "bharat-foods": ("100000000000002", "bharat-demo-app-secret"),
+    "bharatfoods": ("100000000000002", "bharat-demo-app-secret"),
 }
 # slug -> (access token, WABA id): what `make run`'s fake Cloud API accepts and serves
 # (the Makefile's DEMO_WA_NUMBERS; tests/test_make_run_boot.py checks they agree).
 DEMO_WHATSAPP_ACCOUNTS = {
     "acme": ("acme-demo-access-token-2026", "200000000000001"),
-    "bharat-foods": ("bharat-demo-access-token-2026", "200000000000002"),
+    "bharatfoods": ("bharat-demo-access-token-2026", "200000000000002"),
 }
 DEMO_TAGS = ("vip", "wholesale", "retail")
 
@@ -43,7 +43,7 @@ DEMO_CONTACTS = {
         ("+91 88888 12345", "Manoj Verma", ["wholesale"], [], None),
         ("+91 77000 12345", "Neha Kapoor", [], [_OPT_IN_FORM], 1),
     ],
-    "bharat-foods": [
+    "bharatfoods": [
         ("+91 94480 11111", "Suresh Gowda", ["vip"], [_OPT_IN_FORM], 3),
         ("+91 99000 22222", "Kavya Reddy", ["wholesale"], [_OPT_IN_FORM], 20),
         ("+91 80500 33333", "Imran Pasha", ["retail"], [_OPT_IN_FORM, _STOP], None),

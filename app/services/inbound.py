@@ -18,6 +18,15 @@ user preferences. Idempotent and order-independent; callers commit.
   these updates make no per-message audit events: the signed raw payload stays in
   ``webhook_inbox`` and the job's ``job.finished`` event carries the counts.
 * **user_preferences** ``marketing_messages`` stop/resume record an opt-out/resume.
+* **Template status updates** (``message_template_status_update``, addressed to a WABA,
+  not a number) go to `app.services.templates.apply_template_update`; one for a template
+  the tenant does not have yet is counted in ``templates_unknown`` (the caller has the
+  templates synced rather than storing a partial row).
+
+**Routing.** A payload can be stored for several tenants (tenants sharing a WhatsApp
+Business Account each get its template updates). Given the tenant's `Route`, only the
+changes addressed to it are applied: a change naming a phone number id when it is the
+tenant's number, a change without one (WABA-level) when its entry is the tenant's WABA.
 """
 
 from __future__ import annotations
@@ -43,6 +52,9 @@ from app.models.conversation import (
 )
 from app.models.mixins import utcnow
 from app.services.consent import record_consent
+from app.services.templates import apply_template_update
+
+TEMPLATE_STATUS_FIELD = "message_template_status_update"
 
 # Status precedence (see the module docstring): failed ranks below delivered.
 PRECEDENCE = {
@@ -69,10 +81,27 @@ TIMESTAMP_FIELD = {
 _PHONE_DIGITS = re.compile(r"\d{7,15}")
 
 
-def process_payload(session: Session, payload: dict[str, Any], tenant_id: int) -> dict[str, int]:
+@dataclass(frozen=True)
+class Route:
+    """Where a tenant receives webhooks: its business number and its WABA."""
+
+    phone_number_id: str | None
+    business_account_id: str | None
+
+    def accepts(self, entry: dict[str, Any], change: dict[str, Any]) -> bool:
+        """Is ``change`` (of ``entry``) addressed to this tenant?"""
+        number = ((change.get("value") or {}).get("metadata") or {}).get("phone_number_id")
+        if number is not None:
+            return str(number) == (self.phone_number_id or "")
+        return str(entry.get("id") or "") == (self.business_account_id or "")
+
+
+def process_payload(
+    session: Session, payload: dict[str, Any], tenant_id: int, route: Route | None = None
+) -> dict[str, int]:
     """Apply one webhook payload of ``tenant_id`` (the current tenant scope); returns counts."""
     counts = new_counts()
-    items = apply_messages(session, payload, counts)
+    items = apply_messages(session, payload, counts, tenant_id=tenant_id, route=route)
     applied, pending = apply_statuses(session, tenant_id, items)
     counts["statuses"] += applied
     counts["pending"] += pending
@@ -81,27 +110,57 @@ def process_payload(session: Session, payload: dict[str, Any], tenant_id: int) -
 
 def new_counts() -> dict[str, int]:
     """The counters `process_payload` and `apply_messages` fill."""
-    return {"messages": 0, "duplicates": 0, "statuses": 0, "pending": 0, "preferences": 0}
+    return {
+        "messages": 0,
+        "duplicates": 0,
+        "statuses": 0,
+        "pending": 0,
+        "preferences": 0,
+        "templates": 0,
+        "templates_unknown": 0,
+    }
+
+
+def tenant_changes(
+    payload: dict[str, Any], route: Route | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The (entry, change) pairs of ``payload`` addressed to ``route`` (None: all)."""
+    return [
+        (entry, change)
+        for entry in payload.get("entry") or []
+        for change in entry.get("changes") or []
+        if route is None or route.accepts(entry, change)
+    ]
 
 
 def apply_messages(
-    session: Session, payload: dict[str, Any], counts: dict[str, int]
+    session: Session,
+    payload: dict[str, Any],
+    counts: dict[str, int],
+    *,
+    tenant_id: int | None = None,
+    route: Route | None = None,
 ) -> list[dict[str, Any]]:
-    """Store a payload's messages and user preferences; returns its statuses, unapplied.
+    """Store a payload's messages, user preferences and template status updates; returns
+    its statuses, unapplied.
 
     Statuses are left to `apply_statuses` so a job can apply those of many payloads in
-    one statement.
+    one statement. Template updates need ``tenant_id``; without it they are skipped.
     """
     statuses: list[dict[str, Any]] = []
-    for entry in payload.get("entry") or []:
-        for change in entry.get("changes") or []:
-            value = change.get("value") or {}
-            names = _profile_names(value.get("contacts") or [])
-            for msg in value.get("messages") or []:
-                counts["messages" if _inbound_message(session, msg, names) else "duplicates"] += 1
-            statuses += [s for s in value.get("statuses") or [] if isinstance(s, dict)]
-            for pref in value.get("user_preferences") or []:
-                counts["preferences"] += _preference(session, pref, names)
+    for _entry, change in tenant_changes(payload, route):
+        value = change.get("value") or {}
+        if change.get("field") == TEMPLATE_STATUS_FIELD:
+            if tenant_id is not None and isinstance(value, dict):
+                outcome = apply_template_update(session, tenant_id, value).outcome
+                counts["templates_unknown" if outcome == "unknown" else "templates"] += 1
+            continue
+        names = _profile_names(value.get("contacts") or [])
+        for msg in value.get("messages") or []:
+            counts["messages" if _inbound_message(session, msg, names) else "duplicates"] += 1
+        statuses += [s for s in value.get("statuses") or [] if isinstance(s, dict)]
+        for pref in value.get("user_preferences") or []:
+            counts["preferences"] += _preference(session, pref, names)
     return statuses
 
 

@@ -51,6 +51,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -365,6 +366,31 @@ _NOT_SENT = (
 )
 
 
+# The same as _SENT for a whole chunk in one statement (PostgreSQL): an executemany
+# UPDATE is one round trip per row, the recording's largest cost at 1,000 sends/s.
+_SENT_PG = text(
+    "UPDATE campaign_recipient AS r SET wa_message_id = v.wamid,"
+    " status = CASE WHEN r.status IN ('pending', 'sending') THEN 'sent' ELSE r.status END,"
+    " sent_at = coalesce(r.sent_at, :now), claimed_at = NULL, next_attempt_at = NULL,"
+    " error_code = CASE WHEN r.status IN ('pending', 'sending') THEN NULL"
+    " ELSE r.error_code END,"
+    " error_title = CASE WHEN r.status IN ('pending', 'sending') THEN NULL"
+    " ELSE r.error_title END"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:wamids AS text[])) AS v(id, wamid)"
+    " WHERE r.id = v.id AND (r.wa_message_id IS NULL OR r.wa_message_id = v.wamid)"
+)
+
+
+def _mark_sent(session: Session, sent: list[Outcome], now: datetime) -> None:
+    """Record the wamids of a chunk's accepted sends (in id order)."""
+    if session.get_bind().dialect.name == "postgresql":
+        ids = [o.recipient.id for o in sent]
+        session.execute(_SENT_PG, {"ids": ids, "wamids": [o.wamid for o in sent], "now": now})
+        return
+    params = [{"b_id": o.recipient.id, "b_wamid": o.wamid, "b_now": now} for o in sent]
+    session.execute(_SENT, params)
+
+
 def record(
     session: Session,
     campaign: Campaign,
@@ -391,8 +417,7 @@ def record(
                 kind = "halted"
             counts["unsent" if not outcome.attempted else kind] += 1
     if sent:
-        params = [{"b_id": o.recipient.id, "b_wamid": o.wamid, "b_now": now} for o in sent]
-        session.execute(_SENT, params)
+        _mark_sent(session, sent, now)
         _store_messages(session, campaign, sent, now)
     if rest:
         session.execute(_NOT_SENT, rest)

@@ -6,7 +6,10 @@ tenant, keyed by (name, language) as Meta is (reference 5):
 * `sync_templates` lists every template of the tenant's WABA (all cursor pages first,
   so a failure half-way writes nothing) and upserts them. Templates no longer listed
   are marked ``DELETED``, never removed: campaigns reference them.
-* `apply_template_status` applies one ``message_template_status_update`` webhook value.
+* `update_template_status` applies one ``message_template_status_update`` webhook value;
+  `apply_template_update` (what the webhook drain calls, through
+  `app.services.inbound`) also audits the change and pauses the sending campaigns of a
+  template that can no longer be sent.
 * `describe_components` / `render_template_text` / `template_variables` show a template
   with its ``{{1}}`` / ``{{name}}`` placeholders, for screens and campaign mapping.
 * `last_sync` reads the latest sync request or outcome from the audit trail, which the
@@ -29,9 +32,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent
-from app.models.campaign import MessageTemplate, TemplateCategory, TemplateStatus
+from app.models.campaign import (
+    Campaign,
+    CampaignStatus,
+    MessageTemplate,
+    TemplateCategory,
+    TemplateStatus,
+)
 from app.models.mixins import utcnow
 from app.models.tenant import Tenant
+from app.services import audit
+from app.services.campaigns import set_status as set_campaign_status
+from app.services.exceptions import ValidationError
 from app.services.whatsapp import (
     TEMPLATE_FIELDS,
     WhatsAppClient,
@@ -179,26 +191,47 @@ def _guess_format(components: list[dict[str, Any]]) -> str:
 # ------------------------------------------------------------------- status webhook
 
 
-def apply_template_status(
+@dataclass(frozen=True)
+class TemplateStatusUpdate:
+    """What one ``message_template_status_update`` did to the tenant's copy.
+
+    ``outcome`` is ``changed``, ``unchanged`` (a replay), ``unknown`` (no such template:
+    a sync adds it) or ``ignored`` (an event that is not a review state).
+    """
+
+    outcome: str
+    event: str
+    template: MessageTemplate | None = None
+    old_status: TemplateStatus | None = None
+    new_status: TemplateStatus | None = None
+    reason: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome == "changed"
+
+
+def update_template_status(
     session: Session, tenant_id: int, value: Mapping[str, Any]
-) -> MessageTemplate | None:
+) -> TemplateStatusUpdate:
     """Apply a ``message_template_status_update`` webhook value to the tenant's template.
 
-    Finds the template by ``message_template_id``, else by name and language. Returns it,
-    or None when the template is unknown (a sync adds it) or the event is not a review
-    state (FLAGGED, LOCKED, UNARCHIVED: the next sync reads the real status). Replays are
-    harmless: applying the same value twice changes nothing the second time.
+    Finds the template by ``message_template_id``, else by name and language. Replays
+    are harmless: applying the same value twice changes nothing the second time. Never
+    creates a template.
     """
+    event = str(value.get("event") or "").strip().upper()
     template = _find_template(session, tenant_id, value)
     if template is None:
         log.info("tenant %s: status update for an unknown template", tenant_id)
-        return None
-    event = str(value.get("event") or "").strip().upper()
+        return TemplateStatusUpdate("unknown", event)
     status = _EVENT_STATUS.get(event)
     if status is None:
         log.info("tenant %s: template event %s leaves the status alone", tenant_id, event)
-        return None
+        return TemplateStatusUpdate("ignored", event, template, template.status, template.status)
+    old_status, old_reason = template.status, template.rejected_reason
     template.status = status
+    reason = None
     if status == TemplateStatus.approved:
         template.rejected_reason = None
     else:
@@ -210,7 +243,75 @@ def apply_template_status(
         if reason is not None:
             template.rejected_reason = reason
     session.flush()
-    return template
+    changed = (old_status, old_reason) != (template.status, template.rejected_reason)
+    return TemplateStatusUpdate(
+        "changed" if changed else "unchanged", event, template, old_status, status, reason
+    )
+
+
+def apply_template_update(
+    session: Session, tenant_id: int, value: Mapping[str, Any]
+) -> TemplateStatusUpdate:
+    """A status webhook, applied and audited: `update_template_status`, then a
+    ``template.status_changed`` event (with Meta's reason) for a real change, and every
+    sending campaign of a template that can no longer be sent paused and audited.
+
+    The sending job re-reads its campaign's status between requests, so it stops within
+    a moment; the campaign is resumed by a person once the template is approved again.
+    """
+    update = update_template_status(session, tenant_id, value)
+    template = update.template
+    if not update.changed or template is None:
+        return update
+    audit.record(
+        "template.status_changed",
+        template,
+        session=session,
+        event=update.event,
+        old_status=update.old_status.value if update.old_status else None,
+        new_status=template.status.value,
+        reason=update.reason,
+        template_name=template.name,
+        language=template.language,
+    )
+    if not template.usable:
+        _pause_campaigns(session, template)
+    return update
+
+
+def _pause_campaigns(session: Session, template: MessageTemplate) -> int:
+    """Pause the template's sending campaigns (audited); returns how many."""
+    sending = session.scalars(
+        select(Campaign).where(
+            Campaign.tenant_id == template.tenant_id,
+            Campaign.template_id == template.id,
+            Campaign.status == CampaignStatus.sending,
+        )
+    ).all()
+    paused = 0
+    for campaign in sending:
+        try:
+            set_campaign_status(session, campaign, CampaignStatus.paused)
+        except ValidationError:
+            continue  # paused, cancelled or finished meanwhile
+        audit.record(
+            "campaign.paused",
+            campaign,
+            session=session,
+            reason="template_not_approved",
+            template_status=template.status.value,
+        )
+        paused += 1
+    return paused
+
+
+def apply_template_status(
+    session: Session, tenant_id: int, value: Mapping[str, Any]
+) -> MessageTemplate | None:
+    """`update_template_status`, returning the template (None: unknown or not a review
+    state, e.g. FLAGGED, LOCKED, UNARCHIVED: the next sync reads the real status)."""
+    update = update_template_status(session, tenant_id, value)
+    return update.template if update.outcome in ("changed", "unchanged") else None
 
 
 def _find_template(

@@ -8,8 +8,16 @@ from flask_appbuilder import AppBuilder
 def register_views(appbuilder: AppBuilder) -> None:
     """Add every Woffice view and menu entry (called once by the factory)."""
     from app.views.account import MyAccountView
+    from app.views.analytics import AnalyticsView, UsageView
     from app.views.api import API_CLASSES
     from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
+    from app.views.billing import PaymentModelView, PlanModelView, SubscriptionModelView
+    from app.views.billing_events import BillingEventModelView, Gstr1ExportView
+    from app.views.billing_invoices import (
+        CreditNoteModelView,
+        InvoiceModelView,
+        TenantInvoiceModelView,
+    )
     from app.views.campaign import CampaignModelView
     from app.views.contact import ContactModelView, TagModelView
     from app.views.contact_import import ContactImportView
@@ -25,6 +33,7 @@ def register_views(appbuilder: AppBuilder) -> None:
         category="Platform",
         category_icon="fa-server",
     )
+    appbuilder.add_view(UsageView, "Usage", icon="fa-bar-chart", category="Platform")
     appbuilder.add_view(
         TeamModelView,
         "Team",
@@ -41,6 +50,44 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(ContactImportView, "Imports", icon="fa-upload", category="Business")
     appbuilder.add_view(TemplateModelView, "Templates", icon="fa-file-text-o", category="Business")
     appbuilder.add_view(CampaignModelView, "Campaigns", icon="fa-bullhorn", category="Business")
+    appbuilder.add_view(AnalyticsView, "Analytics", icon="fa-bar-chart", category="Business")
+    appbuilder.add_view(
+        TenantInvoiceModelView,
+        "TenantInvoices",
+        label="Invoices",
+        icon="fa-file-text",
+        category="Business",
+    )
+    # Billing staff (issue 6). Menu names are the permission names; labels are shown.
+    appbuilder.add_view(
+        InvoiceModelView,
+        "Invoices",
+        icon="fa-file-text",
+        category="Billing",
+        category_icon="fa-inr",
+    )
+    appbuilder.add_view(
+        CreditNoteModelView, "CreditNotes", label="Credit notes", icon="fa-undo", category="Billing"
+    )
+    appbuilder.add_view(PaymentModelView, "Payments", icon="fa-credit-card", category="Billing")
+    appbuilder.add_view(
+        SubscriptionModelView, "Subscriptions", icon="fa-refresh", category="Billing"
+    )
+    appbuilder.add_view(PlanModelView, "Plans", icon="fa-tags", category="Billing")
+    appbuilder.add_view(
+        BillingEventModelView,
+        "BillingEvents",
+        label="Webhook inbox",
+        icon="fa-inbox",
+        category="Billing",
+    )
+    appbuilder.add_view(
+        Gstr1ExportView,
+        "GSTR1Export",
+        label="GSTR-1 export",
+        icon="fa-download",
+        category="Billing",
+    )
     appbuilder.add_view(
         AuditEventView,
         "Audit trail",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, abort, flash, g, redirect, request, stream_with_context, url_for
@@ -44,6 +44,19 @@ STATUS_LABELS = {
     CampaignStatus.cancelled: "Cancelled",
 }
 RECIPIENTS_PAGE = 100
+# What a funnel number counts, where its list shows more than its name says.
+STAGE_HINTS = {
+    "attempted": "Every recipient a send was tried for, whatever happened next.",
+    "sent": "Accepted by WhatsApp, including messages since delivered or read.",
+    "delivered": "Delivered to the phone, including messages since read.",
+    "pending": "Not sent yet: waiting for their turn or for a retry.",
+}
+# The campaign page reloads itself every SENDING_REFRESH_S while sending, then every
+# REPORTS_REFRESH_S for up to REPORTS_WINDOW after completion while delivery reports
+# (webhooks) are still outstanding, so the funnel an operator watches is never stale.
+SENDING_REFRESH_S = 2
+REPORTS_REFRESH_S = 5
+REPORTS_WINDOW = timedelta(minutes=10)
 
 
 def _status_label(value: Any) -> str:
@@ -55,6 +68,34 @@ def _to_utc(local: datetime | None) -> datetime | None:
     if local is None:
         return None
     return local.replace(tzinfo=IST).astimezone(UTC).replace(tzinfo=None)
+
+
+def _refresh_seconds(campaign: Campaign, counts: dict[str, int]) -> int | None:
+    """How often the campaign page should reload itself, or None (it is settled)."""
+    if campaign.status == CampaignStatus.sending:
+        return SENDING_REFRESH_S
+    awaiting_reports = counts["sent"] > counts["delivered"]
+    if (
+        campaign.status == CampaignStatus.completed
+        and awaiting_reports
+        and campaign.completed_at is not None
+        and utcnow() - campaign.completed_at < REPORTS_WINDOW
+    ):
+        return REPORTS_REFRESH_S
+    return None
+
+
+def _tag_names(tag_ids: list[int] | None) -> list[str]:
+    """The names of the tenant's tags ``tag_ids`` (a deleted tag is left out)."""
+    if not tag_ids:
+        return []
+    return list(
+        db.session.scalars(
+            select(Tag.name)
+            .where(Tag.tenant_id == current_tenant_id(), Tag.id.in_(tag_ids))
+            .order_by(Tag.name)
+        )
+    )
 
 
 def _to_ist(value: datetime | None) -> datetime | None:
@@ -156,11 +197,19 @@ class CampaignModelView(TenantModelView):
         "launched_at": "Launched",
         "recipient_count": "Audience",
         "skipped_count": "Skipped",
+        "created_by": "Created by",
+        "created_at": "Created",
+        "completed_at": "Completed",
     }
+    # The page's own panel shows the template, audience, values and funnel; FAB's
+    # details table only adds who created it and when (raw ids and JSON stay hidden).
+    show_columns = ["created_by", "created_at", "scheduled_at", "launched_at", "completed_at"]
     formatters_columns = {
         "status": _status_label,
         "scheduled_at": lambda v: ist(v) if v else "",
         "launched_at": lambda v: ist(v) if v else "",
+        "completed_at": lambda v: ist(v) if v else "",
+        "created_at": lambda v: ist(v) if v else "",
     }
     show_template = "woffice/campaign_show.html"
 
@@ -242,10 +291,11 @@ class CampaignModelView(TenantModelView):
             preview = svc.preview(db.session, campaign) if not mapping_error else None
         counts = svc.funnel(db.session, campaign)
         to_send = campaign.recipient_count - campaign.skipped_count
+        refresh = _refresh_seconds(campaign, counts)
         return self.render_template(
             self.show_template,
             pk=campaign.id,
-            title=campaign.name,
+            title="Details",
             widgets=widgets,
             related_views=[],
             campaign=campaign,
@@ -261,7 +311,9 @@ class CampaignModelView(TenantModelView):
             to_send=to_send,
             percent=svc.progress_percent(counts, to_send),
             status_label=_status_label(campaign.status),
-            live=campaign.status == CampaignStatus.sending,
+            refresh=refresh,
+            include_tags=_tag_names(campaign.include_tag_ids),
+            exclude_tags=_tag_names(campaign.exclude_tag_ids),
             scheduled_ist=ist(campaign.scheduled_at) if campaign.scheduled_at else "",
             form=FlaskForm(),
         )
@@ -370,12 +422,16 @@ class CampaignModelView(TenantModelView):
         rows = db.session.execute(
             stmt.offset(page * RECIPIENTS_PAGE).limit(RECIPIENTS_PAGE + 1)
         ).all()
+        counts = svc.funnel(db.session, campaign)
         return self.render_template(
             "woffice/campaign_recipients.html",
             title=f"{campaign.name}: {svc.STAGE_LABELS.get(stage, 'All recipients')}",
             campaign=campaign,
             stage=stage,
             stages=svc.STAGE_LABELS,
+            counts=counts,
+            total=campaign.recipient_count,
+            hint=STAGE_HINTS.get(stage or ""),
             rows=rows[:RECIPIENTS_PAGE],
             page=page,
             has_next=len(rows) > RECIPIENTS_PAGE,

@@ -141,7 +141,7 @@ class TenantsView(TenantModelView):
     base_order = ("name", "asc")
     show_fieldsets = [
         ("Business", {"fields": ["name", "legal_name", "slug", "status", "gstin"]}),
-        ("Contact", {"fields": ["contact_email", "contact_phone"]}),
+        ("Contact", {"fields": ["contact_email", "contact_phone", "billing_email"]}),
         (
             "Billing address",
             {"fields": ["address_line1", "address_line2", "city", "state_label", "postal_code"]},
@@ -163,7 +163,7 @@ class TenantsView(TenantModelView):
     ]
     _form_fieldsets = [
         ("Business", ["name", "legal_name", "slug", "status", "gstin"]),
-        ("Contact", ["contact_email", "contact_phone"]),
+        ("Contact", ["contact_email", "contact_phone", "billing_email"]),
         (
             "Billing address",
             ["address_line1", "address_line2", "city", "state_code", "postal_code"],
@@ -201,6 +201,7 @@ class TenantsView(TenantModelView):
         "slug": "Slug",
         "contact_email": "Contact email",
         "contact_phone": "Contact phone",
+        "billing_email": "Billing email",
         "gstin": "GSTIN",
         "address_line1": "Address line 1",
         "address_line2": "Address line 2",
@@ -228,6 +229,8 @@ class TenantsView(TenantModelView):
     description_columns = {
         "gstin": "Optional. Its first two digits must match the GST state.",
         "contact_phone": "Any format; stored as +91XXXXXXXXXX.",
+        "billing_email": "Optional. Invoices and renewal reminders go here "
+        "(to the contact email when empty).",
         "slug": "Lower-case letters, digits and hyphens; unique.",
         "wa_phone_number_id": "Graph id of the business number (WhatsApp Manager, API setup); "
         "not the number itself.",
@@ -253,6 +256,7 @@ class TenantsView(TenantModelView):
     validators_columns = {
         "slug": [ServiceValidator(tenants.normalize_slug)],
         "contact_email": [ServiceValidator(tenants.normalize_email)],
+        "billing_email": [ServiceValidator(tenants.normalize_email, optional=True)],
         "contact_phone": [ServiceValidator(lambda v: normalize_phone(v, field="contact_phone"))],
         "gstin": [ServiceValidator(_gstin_for_form, optional=True, with_form=True)],
         "state_code": [ServiceValidator(tenants.validate_state_code)],

@@ -5,6 +5,10 @@
   server), runs ``flask db upgrade`` and ``flask woffice seed-demo`` as subprocesses,
   then serves the app with ``flask run`` (jobs inline: ``TEST_REDIS_URL`` is empty;
   email to the suite's aiosmtpd server).
+* ``whatsapp_fake`` (session): the fake WhatsApp Cloud API (tests/fakes/whatsapp_cloud.py)
+  on a free port, serving both demo numbers with the values ``make run`` gives it; the
+  live server sends through it (``WHATSAPP_API_BASE``) and it posts signed status
+  webhooks back to the live server's /webhooks/whatsapp.
 * ``browse`` (per test): opens pages in fresh browser contexts, records every request
   URL (policy P22: everything comes from 127.0.0.1) and saves a screenshot of each
   page's last state into ``test-artifacts/``.
@@ -33,6 +37,9 @@ import httpx
 import psycopg2
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from app.services.demo_contacts import DEMO_WHATSAPP, DEMO_WHATSAPP_ACCOUNTS
+from tests.fakes.whatsapp_cloud import FakeCloudAPI, parse_phone
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -122,6 +129,7 @@ class LiveServer:
     url: str
     mailbox: Any  # tests/conftest.py Mailbox: what the SMTP server received
     log_path: Path
+    whatsapp: FakeCloudAPI  # what the live server sent to "WhatsApp"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -151,8 +159,26 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
+def demo_whatsapp_numbers() -> list[str]:
+    """The demo numbers as ``make run`` passes them to the fake (the Makefile's
+    DEMO_WA_NUMBERS: phone id, app secret, access token, WABA id)."""
+    return [
+        ":".join((*DEMO_WHATSAPP[slug], *DEMO_WHATSAPP_ACCOUNTS[slug])) for slug in DEMO_WHATSAPP
+    ]
+
+
 @pytest.fixture(scope="session")
-def live_server(smtp_server, tmp_path_factory) -> Iterator[LiveServer]:
+def whatsapp_fake() -> Iterator[FakeCloudAPI]:
+    """The fake Cloud API for the whole session; ``live_server`` sets its webhook URL."""
+    numbers = [parse_phone(spec) for spec in demo_whatsapp_numbers()]
+    # Status webhooks 1 s apart (sent, delivered, read), like a phone answering: the
+    # campaign screens must show them as they come.
+    with FakeCloudAPI(numbers, host=LOCAL_HOST, status_delay=1.0) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def live_server(smtp_server, whatsapp_fake, tmp_path_factory) -> Iterator[LiveServer]:
     mailbox, smtp_port = smtp_server
     database_url = e2e_database_url()
     _recreate_database(database_url)
@@ -167,6 +193,7 @@ def live_server(smtp_server, tmp_path_factory) -> Iterator[LiveServer]:
         TEST_REDIS_URL="",  # jobs run inline in the web process
         TEST_MAIL_PORT=str(smtp_port),
         WOFFICE_INSTANCE_DIR=str(tmp_path_factory.mktemp("instance")),
+        WHATSAPP_API_BASE=whatsapp_fake.base_url,
         PYTHONUNBUFFERED="1",
     )
     _flask(env, "db", "upgrade")
@@ -174,6 +201,7 @@ def live_server(smtp_server, tmp_path_factory) -> Iterator[LiveServer]:
 
     port = _free_port()
     url = f"http://{LOCAL_HOST}:{port}"
+    whatsapp_fake.webhook_url = f"{url}/webhooks/whatsapp"
     log_path = tmp_path_factory.mktemp("live_server") / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -186,7 +214,7 @@ def live_server(smtp_server, tmp_path_factory) -> Iterator[LiveServer]:
         )
     try:
         wait_until_live(url, proc, log_path)
-        yield LiveServer(url=url, mailbox=mailbox, log_path=log_path)
+        yield LiveServer(url=url, mailbox=mailbox, log_path=log_path, whatsapp=whatsapp_fake)
     finally:
         stop(proc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 
 import pytest
 from sqlalchemy import func, select
@@ -212,6 +213,37 @@ def test_progress_is_reported_after_each_batch(tenant_a):
         )
         assert seen == [3, 6, 7]
         assert imp.created_count == 7
+
+
+def test_a_csv_error_after_the_first_batches_fails_the_import_and_stops_the_parser(
+    tenant_a, monkeypatch
+):
+    """The parser thread's error reaches the caller (the job marks the import failed)."""
+    # The row count would meet the error first, on this thread: skip it.
+    monkeypatch.setattr(imports, "count_rows", lambda content: 0)
+    good = "".join(f"99003{i:05d}\n" for i in range(8))
+    text = "phone,name\n" + good + "9900399999," + "x" * 200_000 + "\n"  # > csv's field limit
+    with tenant_scope(tenant_a.id):
+        imp = _import(tenant_a.id, "phone,name\n" + good)
+        imp.content = text.encode()
+        with pytest.raises(imports.ImportFileError, match="not valid CSV near line 10"):
+            imports.run_import(db.session, imp, batch_size=3, copy=True)
+    assert not [t for t in threading.enumerate() if t.name == "import-parse"]
+
+
+def test_a_failing_write_stops_the_parser_thread(tenant_a, monkeypatch):
+    text = "phone\n" + "".join(f"99004{i:05d}\n" for i in range(40))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(imports._Run, "write", fail)
+    monkeypatch.setattr(imports, "PARSE_AHEAD", 1)  # the parser blocks on a full queue
+    with tenant_scope(tenant_a.id):
+        imp = _import(tenant_a.id, text)
+        with pytest.raises(RuntimeError, match="database gone"):
+            imports.run_import(db.session, imp, batch_size=2)
+    assert not [t for t in threading.enumerate() if t.name == "import-parse"]
 
 
 def test_contacts_of_another_tenant_are_not_touched(tenant_a, tenant_b):

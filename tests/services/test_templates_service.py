@@ -35,7 +35,7 @@ def demo_number(slug: str) -> FakeNumber:
 @contextmanager
 def demo_cloud(app, monkeypatch) -> Iterator[FakeCloudAPI]:
     """The fake Cloud API serving both demo WABAs (default templates), as `make run`."""
-    with FakeCloudAPI([demo_number("acme"), demo_number("bharat-foods")], seed=5) as server:
+    with FakeCloudAPI([demo_number("acme"), demo_number("bharatfoods")], seed=5) as server:
         monkeypatch.setitem(app.config, "WHATSAPP_API_BASE", server.base_url)
         yield server
     whatsapp.close_http_clients()

@@ -60,12 +60,12 @@ def test_stored_roles_decide_what_an_actor_may_grant(user_by_email):
         ("admin@xigmapro.example", None, ("Platform Admin", "Billing", "Compliance")),
         ("admin@xigmapro.example", "acme", ("Tenant Admin", "Agent")),
         ("owner@acme.example", "acme", ("Tenant Admin", "Agent")),
-        ("owner@acme.example", "bharat-foods", ()),
+        ("owner@acme.example", "bharatfoods", ()),
         ("owner@acme.example", None, ()),
         ("agent@acme.example", "acme", ()),
         ("billing@xigmapro.example", None, ()),
     ],
 )
 def test_grantable_roles(actor, tenant_slug, expected, user_by_email, tenant_a, tenant_b):
-    tenant_id = {"acme": tenant_a.id, "bharat-foods": tenant_b.id, None: None}[tenant_slug]
+    tenant_id = {"acme": tenant_a.id, "bharatfoods": tenant_b.id, None: None}[tenant_slug]
     assert users.grantable_role_names(user_by_email(actor), tenant_id) == expected

@@ -207,3 +207,74 @@ def test_agents_and_other_tenants_are_kept_out(client, login, setup, tenant_a):
     assert client.get(f"/campaigns/show/{campaign.id}").status_code == 404
     assert client.get(f"/campaigns/{campaign.id}/recipients").status_code == 404
     assert client.get(f"/campaigns/{campaign.id}/recipients.csv").status_code == 404
+
+
+def _finish(campaign: Campaign, status: RecipientStatus, completed_ago: timedelta) -> None:
+    """Every recipient still to send reached ``status``; the campaign completed."""
+    db.session.execute(
+        db.update(CampaignRecipient)
+        .where(
+            CampaignRecipient.campaign_id == campaign.id,
+            CampaignRecipient.status == RecipientStatus.pending,
+        )
+        .values(status=status, attempts=1, sent_at=utcnow())
+    )
+    campaign.status = CampaignStatus.completed
+    campaign.completed_at = utcnow() - completed_ago
+    db.session.commit()
+
+
+@pytest.mark.parametrize(
+    ("status", "completed_ago", "refreshes"),
+    [
+        (RecipientStatus.sent, timedelta(seconds=5), True),  # delivery reports still due
+        (RecipientStatus.delivered, timedelta(seconds=5), False),  # all reported
+        (RecipientStatus.sent, timedelta(hours=1), False),  # gave up waiting
+    ],
+)
+def test_a_completed_campaign_page_refreshes_while_delivery_reports_are_due(
+    owner, setup, tenant_a, status, completed_ago, refreshes
+):
+    """Sending ends before WhatsApp's delivery webhooks arrive: the page used to stop
+    refreshing at "completed" and showed Delivered 0 until reloaded by hand."""
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        from app.services import campaigns as svc
+
+        campaign = make_campaign(tenant_a.id, template, include=[people["tags"][0].id])
+        svc.launch(db.session, campaign)
+        _finish(campaign, status, completed_ago)
+    page = owner.get(f"/campaigns/show/{campaign.id}").get_data(as_text=True)
+    assert ('http-equiv="refresh" content="5"' in page) is refreshes
+    assert ("Waiting for delivery reports" in page) is refreshes
+
+
+def test_the_campaign_page_names_the_audience_and_hides_raw_fields(owner, setup, tenant_a):
+    """Tag names and the template's text, not tag ids and the mapping's JSON."""
+    people, template = setup
+    vip, wholesale = people["tags"]
+    with tenant_scope(tenant_a.id):
+        campaign = make_campaign(tenant_a.id, template, include=[vip.id], exclude=[wholesale.id])
+        db.session.commit()
+    page = owner.get(f"/campaigns/show/{campaign.id}").get_data(as_text=True)
+    assert "contacts tagged camp-vip, except those tagged camp-wholesale" in page
+    assert "Hello {{1}}, your {{2}} is ready." in page  # the template's body text
+    assert "Parameter Mapping" not in page and "Include Tag Ids" not in page
+    assert "'source': 'field'" not in page and "{&#39;source&#39;" not in page
+
+
+def test_the_recipients_page_marks_its_stage_and_counts_each(owner, setup, tenant_a):
+    people, template = setup
+    with tenant_scope(tenant_a.id):
+        from app.services import campaigns as svc
+
+        campaign = make_campaign(tenant_a.id, template, include=[people["tags"][0].id])
+        svc.launch(db.session, campaign)
+        db.session.commit()
+    page = owner.get(f"/campaigns/{campaign.id}/recipients?stage=skipped").get_data(as_text=True)
+    active = page.split('<li class="active">', 1)[1].split("</li>", 1)[0]
+    assert "Skipped" in active and '<span class="badge">3</span>' in active
+    page = owner.get(f"/campaigns/{campaign.id}/recipients?stage=delivered").get_data(as_text=True)
+    assert "including messages since read" in page
+    assert 'Waiting <span class="badge">2</span>' in page
+    assert 'All <span class="badge">5</span>' in page

@@ -4,7 +4,7 @@ The URLs are built by walking every registered view and API over a tenant-bound 
 so a new view is covered without editing this file (DESIGN.md, "Tenancy"). Each case
 logs in as owner@acme.example and requests every row-level endpoint the view exposes:
 
-* with B's ids (users of bharat-foods, the tenant itself) and platform users' ids: 404
+* with B's ids (users of bharatfoods, the tenant itself) and platform users' ids: 404
   when A may use that endpoint, 403 or 404 when not; never 200, never B's data, and
   nothing of B changes;
 * with A's own ids: 200 where A may use the endpoint.

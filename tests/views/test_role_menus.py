@@ -24,15 +24,28 @@ SECURITY_MENU = {
 AUDIT_MENU = {"Audit trail", "Login activity"}
 # Tenant users' Business menu (Contacts/Tags: the contacts screens).
 CONVERSATION_MENU = {"Conversations", "Messages", "Contacts", "Tags"}
-OWNER_MENU = AUDIT_MENU | {"Team", "Imports", "Campaigns", "Templates"} | CONVERSATION_MENU
+OWNER_MENU = (
+    AUDIT_MENU | {"Team", "Imports", "Campaigns", "Templates", "Analytics"} | CONVERSATION_MENU
+)
+
+# Billing staff's menu (issue 6): labels as shown; permission names differ for some.
+BILLING_MENU = {
+    "Invoices",
+    "Credit notes",
+    "Payments",
+    "Subscriptions",
+    "Plans",
+    "Webhook inbox",
+    "GSTR-1 export",
+}
 
 EXPECTED_MENUS = {
-    "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | {"Tenants"},
-    "billing@xigmapro.example": {"Tenants"},
+    "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | BILLING_MENU | {"Tenants", "Usage"},
+    "billing@xigmapro.example": BILLING_MENU | {"Tenants"},
     "compliance@xigmapro.example": AUDIT_MENU | {"Tenants"},
-    "owner@acme.example": OWNER_MENU,
+    "owner@acme.example": OWNER_MENU | {"Invoices"},
     "agent@acme.example": CONVERSATION_MENU,
-    "owner@bharatfoods.example": OWNER_MENU,
+    "owner@bharatfoods.example": OWNER_MENU | {"Invoices"},
     "agent@bharatfoods.example": CONVERSATION_MENU,
 }
 
@@ -97,6 +110,16 @@ def test_platform_admin_does_not_see_the_tenant_team_screen(client, login):
         ("compliance@xigmapro.example", "get", "/tenants/add"),
         ("compliance@xigmapro.example", "get", "/roles/list/"),
         ("admin@xigmapro.example", "get", "/team/add"),
+        # Billing screens (issue 6): billing staff only; a tenant admin's own invoices.
+        ("agent@acme.example", "get", "/my-invoices/list/"),
+        ("agent@acme.example", "get", "/invoices/list/"),
+        ("owner@acme.example", "get", "/invoices/list/"),
+        ("owner@acme.example", "get", "/plans/list/"),
+        ("owner@acme.example", "get", "/billing/gstr1/"),
+        ("compliance@xigmapro.example", "get", "/invoices/list/"),
+        ("compliance@xigmapro.example", "get", "/billing-events/list/"),
+        ("billing@xigmapro.example", "get", "/my-invoices/list/"),
+        ("admin@xigmapro.example", "get", "/my-invoices/list/"),
         # REST APIs: agents read contacts, tags, conversations and messages only.
         ("agent@acme.example", "post", "/api/v1/contact/"),
         ("agent@acme.example", "post", "/api/v1/tag/"),

@@ -461,7 +461,8 @@ def test_untrusted_text_is_stored_verbatim_and_shown_escaped(client, login, run_
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     listing = client.get("/conversations/list/").get_data(as_text=True)
     assert XSS not in listing
-    messages = client.get("/messages/list/").get_data(as_text=True)
+    # Filtered on the body: the demo history fills the first pages.
+    messages = client.get("/messages/list/?_flt_2_body=onerror").get_data(as_text=True)
     assert XSS not in messages and "&lt;img src=x onerror=alert(1)&gt;" in messages
 
 
