@@ -60,6 +60,7 @@ WOFFICE_ROLES: dict[str, dict] = {
                 r"|GSTR1Export|Billing",
             ),
             (r".*", r"MyAccountView|My Account"),
+            (_READ, r"SubProcessors|Privacy|PrivacyPolicy"),  # P11/P24: everyone reads
         ],
     },
     "Compliance": {
@@ -84,6 +85,7 @@ WOFFICE_ROLES: dict[str, dict] = {
             (r".*", r"Analytics"),  # tenant-wide usage: admins only, not agents
             (r".*", r"TenantInvoices"),  # their own tenant's invoices (Business menu)
             (r".*", r"MyAccountView|My Account|TenantSettingsView|Settings|Business"),
+            (_READ, r"SubProcessors|Privacy|PrivacyPolicy"),  # P11/P24: everyone reads
         ],
     },
     "Agent": {
@@ -97,6 +99,7 @@ WOFFICE_ROLES: dict[str, dict] = {
             (r"menu_access", r"Business"),
             (_READ, r"Contact(?!Import).*|Tag.*"),
             (r".*", r"MyAccountView"),
+            (_READ, r"SubProcessors|Privacy|PrivacyPolicy"),  # P11/P24: everyone reads
         ],
     },
 }

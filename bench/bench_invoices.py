@@ -14,17 +14,18 @@ What it does:
    subscription each.
 2. Run 1, one worker in this process: stores ``BENCH_PDF_INVOICES`` ``payment.succeeded``
    events (allow-listed by `app.services.dodo.sanitize`, as the webhook stores them),
-   applies them with the `process_billing_event` job (payments + invoices; not timed),
-   then times the `render_invoice_pdf` job over every invoice, one job call per invoice
-   exactly as a worker runs it (the `@job` wrapper: app context, audit events, commit;
+   applies them with the `drain_billing_events` job (payments + invoices; not timed),
+   then times the `render_pending_pdfs` job (batches of 200) until every invoice has its
+   PDF, exactly as a worker runs it (the `@job` wrapper: app context, audit events, commit;
    the invoice email is queued to Redis db 7 and never sent). It then times `render()`
    alone on the same invoices, so the database share is the difference.
 3. Run 2, month-end: stores ``BENCH_EVENTS`` more events (one per tenant, next month),
    starts ``BENCH_RQ_WORKERS`` workers (``flask woffice worker billing``, production
    config, JSON serializer, Redis db 7), waits until they are registered, then starts the
-   clock, enqueues one `process_billing_event` per event (one Redis pipeline, as the
-   sweeper would) and polls until every event is processed and every new invoice has its
-   PDF. Each processed event enqueues its PDF job after its commit, on the same queue.
+   clock, enqueues enough `drain_billing_events` runs for the backlog (one Redis
+   pipeline; they share it through SKIP LOCKED) and polls until every event is
+   processed and every new invoice has its PDF. Each drain has the new invoices' PDFs
+   rendered by coalesced `render_pending_pdfs` runs on the same queue.
 4. Stops the workers, flushes Redis db 7 and drops the database.
 
 Run: ``.venv/bin/python -m bench.bench_invoices`` (PostgreSQL and Redis on 127.0.0.1).
@@ -57,7 +58,12 @@ from stdnum import luhn
 from app import create_app
 from app.extensions import appbuilder, db
 from app.jobs._runtime import job
-from app.jobs.billing import process_billing_event, render_invoice_pdf
+from app.jobs.billing import (
+    EVENT_BATCH,
+    drain_billing_events,
+    render_invoice_pdf,
+    render_pending_pdfs,
+)
 from app.models.billing import BillingEvent, Invoice, Plan, Subscription
 from app.models.mixins import utcnow
 from app.models.tenant import Tenant
@@ -83,7 +89,7 @@ RQ_WORKERS = int(os.environ.get("BENCH_RQ_WORKERS", 2))
 # per job, which starts with a fresh database connection and cold SQLAlchemy caches);
 # "simple": `rq worker billing -w rq.worker.SimpleWorker -S json` (jobs run in the worker
 # process; `app.jobs._runtime` builds the app once per process).
-WORKER_KIND = os.environ.get("BENCH_WORKER", "flask")
+WORKER_KIND = os.environ.get("BENCH_WORKER", "flask")  # no longer forks: see app/cli.py
 WORKER_COMMANDS = {
     "flask": [str(BIN / "flask"), "--app", "run", "woffice", "worker", "billing"],
     "simple": [
@@ -241,8 +247,8 @@ def run_one_worker(app: Flask) -> dict[str, float]:
     with app.app_context():
         event_ids = store_events(0, PDF_INVOICES)
         start = time.perf_counter()
-        for event_id in event_ids:
-            process_billing_event(event_id=event_id)
+        while drain_billing_events()["events"]:
+            pass
         apply_s = time.perf_counter() - start
         Redis.from_url(REDIS_URL).flushdb()  # the PDF jobs those queued: run here instead
         invoice_ids = list(db.session.scalars(select(Invoice.id).order_by(Invoice.id)))
@@ -254,10 +260,12 @@ def run_one_worker(app: Flask) -> dict[str, float]:
         timed_ids = invoice_ids[len(warm) :]
         samples = []
         start = time.perf_counter()
-        for invoice_id in timed_ids:
+        while True:  # the `render_pending_pdfs` job, batch after batch, as a worker runs it
             t0 = time.perf_counter()
-            render_invoice_pdf(invoice_id=invoice_id)
-            samples.append(time.perf_counter() - t0)
+            done = render_pending_pdfs()
+            if not done["rendered"] + done["failed"]:
+                break
+            samples.append((time.perf_counter() - t0) / (done["rendered"] + done["failed"]))
         job_s = time.perf_counter() - start
 
         invoices = list(db.session.scalars(select(Invoice).where(Invoice.id.in_(timed_ids))))
@@ -374,12 +382,13 @@ def run_month_end(app: Flask) -> dict[str, float]:
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
     queue = Queue("billing", connection=redis, serializer=JSONSerializer, default_timeout=300)
-    path = f"{process_billing_event.__module__}.{process_billing_event.__qualname__}"
+    path = f"{drain_billing_events.__module__}.{drain_billing_events.__qualname__}"
+    # As after a burst of webhooks (each schedules a coalesced drain as its job starts):
+    # enough drain runs for the backlog, shared by the workers through SKIP LOCKED.
+    runs = -(-len(event_ids) // EVENT_BATCH) + 1
     jobs = [
-        Queue.prepare_data(
-            path, kwargs={"event_id": event_id}, retry=Retry(max=3, interval=[10, 60, 300])
-        )
-        for event_id in event_ids
+        Queue.prepare_data(path, kwargs={}, retry=Retry(max=3, interval=[10, 60, 300]))
+        for _ in range(runs)
     ]
     print(f"load average before start: {os.getloadavg()[0]:.2f} (others sharing the CPUs?)")
     procs = start_workers(redis)

@@ -91,6 +91,8 @@ class SubscriptionStatus(enum.StrEnum):
 
 class Subscription(TenantBilled, Timestamped, db.Model):
     __tablename__ = "subscription"
+    # The audit trail keeps keyed hashes of these, never the values.
+    __personal_fields__ = ("tax_id", "customer_business_name")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     plan_id: Mapped[int | None] = mapped_column(
@@ -125,6 +127,7 @@ class Payment(TenantBilled, db.Model):
     """One Dodo payment (unique ``payment_id``), allow-listed fields only (P4)."""
 
     __tablename__ = "payment"
+    __personal_fields__ = ("customer_email",)
     __table_args__ = (Index("ix_payment_paid_at", "paid_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -145,7 +148,7 @@ class Payment(TenantBilled, db.Model):
     paid_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
     source_updated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     received_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    retain_until: Mapped[date | None] = mapped_column(Date, nullable=True)
+    retain_until: Mapped[date | None] = mapped_column(Date, nullable=True, index=True)
 
     tenant: Mapped[Tenant | None] = relationship(lazy="joined")
 
@@ -178,6 +181,10 @@ class Invoice(TenantBilled, db.Model):
         Index("ix_invoice_fy_issue_date", "fy", "issue_date"),
     )
     __audit_name__ = "invoice"
+    # The buyer's name, address and email are hashed in the audit trail; the PDF is
+    # never copied into it (only that it changed: its SHA-256 is a column).
+    __personal_fields__ = ("buyer", "buyer_gstin")
+    __secret_fields__ = ("pdf",)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     doc_type: Mapped[DocumentType] = mapped_column(
@@ -224,7 +231,7 @@ class Invoice(TenantBilled, db.Model):
     pdf_rendered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     pdf_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
     emailed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    retain_until: Mapped[date] = mapped_column(Date, nullable=False)
+    retain_until: Mapped[date] = mapped_column(Date, nullable=False, index=True)
 
     payment: Mapped[Payment | None] = relationship(lazy="joined")
     original_invoice: Mapped[Invoice | None] = relationship(remote_side="Invoice.id", lazy="joined")

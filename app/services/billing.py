@@ -110,17 +110,29 @@ def _apply_payment(data: dict[str, Any], event_type: str) -> dict[str, Any]:
         payment = Payment(dodo_payment_id=str(payment_id), tenant_id=tenant.id)
         db.session.add(payment)
     _copy_payment(payment, data, status)
-    db.session.flush()
     result: dict[str, Any] = {"tenant_id": tenant.id, "payments": int(created)}
-    if payment.status == SUCCEEDED:
-        subscription = _subscription(data.get("subscription_id"))
-        had_invoice = db.session.scalar(select(Invoice.id).where(Invoice.payment_id == payment.id))
-        invoice = invoices.issue_invoice(
-            payment, tenant, subscription, billing=data.get("billing") or {}
-        )
-        if not had_invoice:
-            result["invoices"] = 1
-            result["invoice_id"] = invoice.id
+    if payment.status != SUCCEEDED:
+        db.session.flush()
+        return result
+    # A new payment has no invoice yet: no lookup, and the payment and its invoice are
+    # written in one flush (one audit capture), which matters at month end.
+    had_invoice = (
+        not created
+        and db.session.scalar(select(Invoice.id).where(Invoice.payment_id == payment.id))
+        is not None
+    )
+    if not had_invoice:
+        with db.session.no_autoflush:  # lookups first; payment + invoice in one flush
+            subscription = _subscription(data.get("subscription_id"))
+            invoice = invoices.issue_invoice(
+                payment,
+                tenant,
+                subscription,
+                billing=data.get("billing") or {},
+                new_payment=created,
+            )
+        result["invoices"] = 1
+        result["invoice"] = invoice  # its id once flushed: the PDF to render
     return result
 
 
@@ -181,7 +193,7 @@ def _apply_refund(data: dict[str, Any]) -> dict[str, Any]:
     amount = _int_or_none(data.get("amount"))
     note = invoices.issue_credit_note(invoice, str(refund_id), amount)
     payment.refunded_amount = (payment.refunded_amount or 0) + (amount or payment.total_amount)
-    return {"tenant_id": payment.tenant_id, "credit_notes": 1, "invoice_id": note.id}
+    return {"tenant_id": payment.tenant_id, "credit_notes": 1, "invoice": note}
 
 
 # --------------------------------------------------------------------- subscriptions

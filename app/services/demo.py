@@ -14,6 +14,8 @@ from app.models.tenant import Tenant, TenantStatus
 from app.models.user import AppUser, Role
 from app.services.demo_billing import seed_demo_billing
 from app.services.demo_contacts import apply_demo_whatsapp, seed_demo_contacts
+from app.services.demo_privacy import seed_demo_privacy
+from app.services.demo_registers import seed_demo_registers
 from app.services.demo_templates import seed_demo_templates
 
 if TYPE_CHECKING:
@@ -99,6 +101,8 @@ def seed_demo(session: Session) -> int:
     for tenant in tenants.values():
         created += seed_demo_conversations(session, tenant)
     created += seed_demo_billing(current_app.config)
+    created += seed_demo_privacy()
+    created += seed_demo_registers()
     return created
 
 

@@ -140,11 +140,16 @@ def issue_invoice(
     *,
     billing: dict[str, Any] | None = None,
     now: datetime | None = None,
+    new_payment: bool = False,
 ) -> Invoice:
-    """The tax invoice of ``payment`` (once: an existing one is returned)."""
-    existing = db.session.scalar(select(Invoice).where(Invoice.payment_id == payment.id))
-    if existing is not None:
-        return existing
+    """The tax invoice of ``payment`` (once: an existing one is returned).
+
+    ``new_payment``: the payment is being created in this flush (it has no invoice).
+    """
+    if not new_payment:
+        existing = db.session.scalar(select(Invoice).where(Invoice.payment_id == payment.id))
+        if existing is not None:
+            return existing
     plan = _plan_for(subscription, tenant)
     cfg = current_app.config
     rate_bp = plan.gst_rate_bp if plan else int(cfg["DEFAULT_GST_RATE_BP"])
@@ -160,7 +165,7 @@ def issue_invoice(
         pos=pos,
         lines=[(description, sac, taxable, rate_bp)],
         now=now,
-        payment_id=payment.id,
+        payment=payment,
         dodo_tax=payment.tax_amount,
         expected_total=payment.total_amount,
     )
@@ -214,7 +219,7 @@ def _issue(
     pos: str,
     lines: list[tuple[str, str, int, int]],
     now: datetime | None,
-    payment_id: int | None = None,
+    payment: Payment | None = None,
     refund_id: str | None = None,
     original_invoice_id: int | None = None,
     dodo_tax: int | None = None,
@@ -239,7 +244,7 @@ def _issue(
         number=number,
         issue_date=issue_date,
         issued_at=issued_at,
-        payment_id=payment_id,
+        payment=payment,
         dodo_refund_id=refund_id,
         original_invoice_id=original_invoice_id,
         supplier=supplier,
@@ -265,7 +270,8 @@ def _issue(
         tenant_id=tenant_id,
     )
     db.session.add(invoice)
-    db.session.flush()
+    if db.session.autoflush:  # else (a batch under no_autoflush) the caller flushes once
+        db.session.flush()
     return invoice
 
 

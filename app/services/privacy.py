@@ -60,8 +60,8 @@ def subject_label(kind: SubjectKind, subject: Any) -> str:
     if kind == SubjectKind.tenant:
         return f"Tenant #{subject.id} ({subject.slug})"
     if kind == SubjectKind.contact:
-        slug = subject.tenant.slug if getattr(subject, "tenant", None) else subject.tenant_id
-        return f"Contact #{subject.id} of {slug}"
+        tenant = db.session.get(Tenant, subject.tenant_id)
+        return f"Contact #{subject.id} of {tenant.slug if tenant else subject.tenant_id}"
     tenant = getattr(subject, "tenant", None)
     where = f" of {tenant.slug}" if tenant is not None else " (platform staff)"
     return f"User #{subject.id}{where}"

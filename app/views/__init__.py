@@ -96,7 +96,36 @@ def register_views(appbuilder: AppBuilder) -> None:
         category_icon="fa-shield",
     )
     appbuilder.add_view(LoginActivityView, "Login activity", icon="fa-sign-in", category="Audit")
+    _register_privacy_views(appbuilder)
     appbuilder.add_api(AuditEventApi)
     for api in API_CLASSES:
         appbuilder.add_api(api)
     appbuilder.add_view_no_menu(MyAccountView)
+
+
+def _register_privacy_views(appbuilder: AppBuilder) -> None:
+    """Compliance > Privacy requests and Compliance holidays (issue 7)."""
+    from app.views.privacy import PrivacyRequestsView
+    from app.views.privacy_holidays import ComplianceHolidayView
+
+    appbuilder.add_view(
+        PrivacyRequestsView,
+        "PrivacyRequests",
+        label="Privacy requests",
+        icon="fa-user-secret",
+        category="Compliance",
+        category_icon="fa-balance-scale",
+    )
+    appbuilder.add_view(
+        ComplianceHolidayView,
+        "PrivacyHolidays",
+        label="Compliance holidays",
+        icon="fa-calendar",
+        category="Compliance",
+    )
+    from app.views.privacy_downloads import register as register_privacy_downloads
+
+    register_privacy_downloads(appbuilder)  # issue 7: access/portability downloads
+    from app.views.registers import register_register_views
+
+    register_register_views(appbuilder)  # issue 7: policy, sub-processors, incidents

@@ -25,6 +25,7 @@ USER_FORMATTERS = {
     "last_login_at": ist,
     "created_on": ist,
     "changed_on": ist,
+    "analytics_objection_at": ist,  # P20: an objection leaves them out of analytics
     "active": yes_no,
     "two_factor_enabled": yes_no,
 }

@@ -10,9 +10,12 @@ from wtforms import StringField, SubmitField
 from wtforms.validators import DataRequired, Length
 
 from app.extensions import db
-from app.services import login_throttle
+from app.services import login_throttle, privacy_intake
+from app.services.exceptions import WofficeError
 from app.services.phones import normalize_phone
+from app.views._format import ist
 from app.views._forms import ServiceValidator
+from app.views.privacy_forms import InAppRequestForm
 
 
 class ProfileForm(FlaskForm):
@@ -77,6 +80,10 @@ class MyAccountView(BaseView):
             db.session.commit()
             flash("Profile saved.", "success")
             return redirect(url_for("MyAccountView.index"))
+        return self._render(form, _privacy_form(user))
+
+    def _render(self, form: FlaskForm, privacy_form: InAppRequestForm | None):
+        user = g.user
         logins = login_throttle.recent_logins(db.session, user.id)
         return self.render_template(
             "woffice/account.html",
@@ -85,4 +92,47 @@ class MyAccountView(BaseView):
             logins=logins,
             browser_label=browser_label,
             title="My account",
+            privacy_form=privacy_form,
+            privacy_requests=privacy_intake.requests_of(user),
         )
+
+    @expose("/privacy-request", methods=["POST"])
+    @has_access
+    def privacy_request(self):
+        """A signed-in tenant user's privacy request (P20): identity verified by sign-in."""
+        user = g.user
+        privacy_form = _privacy_form(user)
+        if privacy_form is None:
+            flash("Platform staff have no tenant account to make a request about.", "warning")
+            return redirect(url_for("MyAccountView.index"))
+        if privacy_form.validate_on_submit():
+            try:
+                found = privacy_intake.file_in_app(
+                    user,
+                    request_type=privacy_form.request_type.data,
+                    about=privacy_form.about.data,
+                    contact_phone=privacy_form.contact_phone.data or "",
+                    details=privacy_form.details.data or "",
+                )
+            except WofficeError as exc:
+                db.session.rollback()
+                flash(str(exc), "danger")
+            else:
+                db.session.commit()
+                flash(
+                    f"Privacy request {found.reference} received; we answer by "
+                    f"{ist(found.due_at)}.",
+                    "success",
+                )
+                return redirect(url_for("MyAccountView.index") + "#privacy-requests")
+        return self._render(ProfileForm(obj=user), privacy_form)
+
+
+def _privacy_form(user) -> InAppRequestForm | None:
+    """The account page's privacy request form (tenant users only)."""
+    if user.tenant_id is None:
+        return None
+    privacy_form = InAppRequestForm()
+    if privacy_intake.is_tenant_admin(user):
+        privacy_form.offer_admin_choices(user.tenant.name)
+    return privacy_form

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from app.extensions import db
-from app.jobs.billing import schedule_event
+from app.jobs.billing import schedule_events
 from app.services import audit, dodo
 
 dodo_webhooks = Blueprint("dodo_webhooks", __name__, url_prefix="/webhooks")
@@ -31,6 +31,6 @@ def receive() -> Response:
         return Response("Refused", status=exc.status, mimetype="text/plain")
     row = dodo.store(headers["webhook-id"], event)
     if row is not None:
-        schedule_event(row.id)
+        schedule_events()
     db.session.commit()
     return Response("ok" if row is not None else "duplicate", status=200, mimetype="text/plain")

@@ -14,7 +14,8 @@ from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_appbuilder.security.views import UserStatsChartView as FabUserStatsChartView
 from flask_security import hash_password
-from wtforms import StringField
+from wtforms import BooleanField, StringField
+from wtforms.validators import DataRequired
 from wtforms.validators import ValidationError as WTFormsValidationError
 
 from app.models.mixins import audit_name, utcnow
@@ -76,6 +77,7 @@ class PlatformUserModelView(TenantModelView, UserDBModelView):
         "roles",
         "password",
         "conf_password",
+        "age_confirm",
     ]
     edit_columns = ["first_name", "last_name", "email", "phone", "tenant", "active", "roles"]
     search_columns = [
@@ -99,6 +101,11 @@ class PlatformUserModelView(TenantModelView, UserDBModelView):
     add_form_extra_fields = {
         **UserDBModelView.add_form_extra_fields,
         "phone": StringField("Phone", widget=BS3TextFieldWidget()),
+        # P23: whoever sets up an account with a password attests the holder's age.
+        "age_confirm": BooleanField(
+            "I confirm this person is 18 years of age or older.",
+            validators=[DataRequired(message="Woffice accounts are for adults (18+) only.")],
+        ),
     }
     edit_form_extra_fields = {"phone": StringField("Phone", widget=BS3TextFieldWidget())}
     validators_columns = {
@@ -111,6 +118,7 @@ class PlatformUserModelView(TenantModelView, UserDBModelView):
         item.username = item.email
         item.password = hash_password(item.password)
         item.password_changed_at = utcnow()
+        item.age_confirmed_at = utcnow()  # the form required the attestation
 
     def pre_update(self, item: AppUser) -> None:
         item.username = item.email

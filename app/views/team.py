@@ -88,12 +88,14 @@ class TeamModelView(TenantModelView):
         "last_login_ip",
         "login_count",
         "created_on",
+        "analytics_objection_at",
     ]
     add_columns = ["first_name", "last_name", "email", "phone", "roles"]
     edit_columns = ["first_name", "last_name", "phone", "roles"]
     formatters_columns = USER_FORMATTERS
     label_columns = {
         "role_names": "Roles",
+        "analytics_objection_at": "Objects to usage analytics since",
         "membership_status": "Status",
         "two_factor_enabled": "2FA",
         "current_login_at": "Last sign-in",

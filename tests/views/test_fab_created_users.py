@@ -60,6 +60,7 @@ def test_platform_admin_adds_a_user_who_can_log_in(client, login):
             "roles": [option_value(html, "roles", "Agent")],
             "password": PASSWORD,
             "conf_password": PASSWORD,
+            "age_confirm": "y",  # P23: the creator attests the holder is 18 or older
             "csrf_token": token,
         },
     )
@@ -99,6 +100,7 @@ def test_platform_user_cannot_be_given_a_tenant_role(client, login):
             "roles": [option_value(html, "roles", "Agent")],
             "password": PASSWORD,
             "conf_password": PASSWORD,
+            "age_confirm": "y",  # P23: the creator attests the holder is 18 or older
             "csrf_token": token,
         },
     )

@@ -39,14 +39,28 @@ BILLING_MENU = {
     "GSTR-1 export",
 }
 
+# Compliance staff's menu (issue 7): the privacy request worklist and its holidays.
+COMPLIANCE_MENU = {"Privacy requests", "Compliance holidays"}
+# Issue 7 registers: Compliance keeps them; every signed-in role reads the sub-processors
+# and the privacy policy.
+COMPLIANCE_MENU |= {"Policy versions", "Incidents", "Accounts (age)"}
+REGISTERS_MENU = {"Sub-processors", "Privacy policy"}
+
 EXPECTED_MENUS = {
-    "admin@xigmapro.example": SECURITY_MENU | AUDIT_MENU | BILLING_MENU | {"Tenants", "Usage"},
-    "billing@xigmapro.example": BILLING_MENU | {"Tenants"},
-    "compliance@xigmapro.example": AUDIT_MENU | {"Tenants"},
-    "owner@acme.example": OWNER_MENU | {"Invoices"},
-    "agent@acme.example": CONVERSATION_MENU,
-    "owner@bharatfoods.example": OWNER_MENU | {"Invoices"},
-    "agent@bharatfoods.example": CONVERSATION_MENU,
+    email: menu | REGISTERS_MENU
+    for email, menu in {
+        "admin@xigmapro.example": SECURITY_MENU
+        | AUDIT_MENU
+        | BILLING_MENU
+        | COMPLIANCE_MENU
+        | {"Tenants", "Usage"},
+        "billing@xigmapro.example": BILLING_MENU | {"Tenants"},
+        "compliance@xigmapro.example": AUDIT_MENU | COMPLIANCE_MENU | {"Tenants"},
+        "owner@acme.example": OWNER_MENU | {"Invoices"},
+        "agent@acme.example": CONVERSATION_MENU,
+        "owner@bharatfoods.example": OWNER_MENU | {"Invoices"},
+        "agent@bharatfoods.example": CONVERSATION_MENU,
+    }.items()
 }
 
 
@@ -120,6 +134,12 @@ def test_platform_admin_does_not_see_the_tenant_team_screen(client, login):
         ("compliance@xigmapro.example", "get", "/billing-events/list/"),
         ("billing@xigmapro.example", "get", "/my-invoices/list/"),
         ("admin@xigmapro.example", "get", "/my-invoices/list/"),
+        # Privacy requests (issue 7): Compliance (and platform admins) only.
+        ("owner@acme.example", "get", "/privacy-requests/list/"),
+        ("agent@acme.example", "get", "/privacy-requests/list/"),
+        ("billing@xigmapro.example", "get", "/privacy-requests/list/"),
+        ("billing@xigmapro.example", "get", "/compliance-holidays/list/"),
+        ("owner@acme.example", "get", "/compliance-holidays/add"),
         # REST APIs: agents read contacts, tags, conversations and messages only.
         ("agent@acme.example", "post", "/api/v1/contact/"),
         ("agent@acme.example", "post", "/api/v1/tag/"),
