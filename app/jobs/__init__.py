@@ -47,12 +47,18 @@ def _func_path(func: Callable[..., Any]) -> str:
 
 
 def enqueue(
-    queue: str, func: Callable[..., Any], *args: Any, retry: int = 3, **kwargs: Any
+    queue: str,
+    func: Callable[..., Any],
+    *args: Any,
+    retry: int = 3,
+    at_front: bool = False,
+    **kwargs: Any,
 ) -> str | None:
     """Enqueue ``func(*args, **kwargs)`` now; returns the job id (None when inline).
 
     Use for jobs that need nothing from the current transaction (e.g. a rendered email);
     use `enqueue_after_commit` when the job reads rows this transaction writes.
+    ``at_front`` puts the job ahead of those already queued.
     """
     conn = redis_connection()
     if conn is None:
@@ -61,7 +67,11 @@ def enqueue(
             func(*args, **kwargs)
         return None
     job = get_queue(queue).enqueue(
-        _func_path(func), *args, retry=Retry(max=retry, interval=[10, 60, 300]), **kwargs
+        _func_path(func),
+        *args,
+        retry=Retry(max=retry, interval=[10, 60, 300]),
+        at_front=at_front,
+        **kwargs,
     )
     return job.id
 
