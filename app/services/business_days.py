@@ -17,8 +17,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 IST = ZoneInfo("Asia/Kolkata")
 WORKING_WEEKDAYS = frozenset({0, 1, 2, 3, 4, 5})  # Monday..Saturday
 DAY_END = time(19, 0)  # support hours end at 19:00 IST (P25)
@@ -28,6 +26,8 @@ DEADLINE_BUSINESS_DAYS = 7
 @lru_cache(maxsize=64)
 def national_holidays(year: int) -> dict[date, str]:
     """India's national (gazetted) holidays of ``year``."""
+    import holidays  # here: ~17 MiB, loaded only by processes that count deadlines
+
     return dict(holidays.India(years=year).items())
 
 

@@ -55,7 +55,7 @@ from app.models.privacy import (
     SubjectKind,
 )
 from app.models.tenant import TenantStatus
-from app.services import audit, deletion_certificate, privacy
+from app.services import audit, privacy
 from app.services.deletion_steps import (
     DEFAULT_BATCH_SIZE,
     RETAINED,
@@ -408,6 +408,9 @@ def tombstone_values(tenant_id: int) -> dict[str, Any]:
 
 def _finish(request_id: int) -> dict[str, Any]:
     """Tombstone the tenant, store the certificate, complete the request (one transaction)."""
+    # Here: the certificate renderer loads reportlab (~12 MiB per process).
+    from app.services import deletion_certificate
+
     progress, status = _progress_of(request_id)
     if status == RequestStatus.completed:  # another run finished it while this one waited
         return {"deleted": sum(c["deleted"] for c in deletion_certificate.deleted_counts(progress))}

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from reportlab.lib.pagesizes import A4
-from reportlab.pdfgen.canvas import Canvas
 
 from app.models.privacy import PrivacyRequest
 from app.models.user import AppUser
 from app.services.deletion_steps import CATEGORIES, RETAINED
 from app.services.invoice_pdf import BOLD, FONT, MARGIN, PAGE_H, PRODUCER, RIGHT, clean, wrap
+
+if TYPE_CHECKING:
+    from reportlab.pdfgen.canvas import Canvas
 
 IST = ZoneInfo("Asia/Kolkata")
 BOTTOM = 60.0
@@ -57,6 +57,10 @@ class _Writer:
 
 def render(facts: dict[str, Any]) -> bytes:
     """The certificate of ``facts`` (`certificate_facts`)."""
+    # Imported here: reportlab costs ~12 MiB in every web process that never renders.
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen.canvas import Canvas
+
     buf = io.BytesIO()
     canvas = Canvas(buf, pagesize=A4, invariant=1, pageCompression=1)
     _metadata(canvas, facts)

@@ -15,7 +15,6 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from babel.numbers import format_decimal
-from num2words import num2words
 from stdnum import luhn
 from stdnum.exceptions import ValidationError
 from stdnum.in_ import gstin as stdnum_gstin
@@ -301,6 +300,8 @@ def round_off(total_paise: int) -> tuple[int, int]:
 
 def _title_words(number: int) -> str:
     """num2words en_IN without commas or inner "and", in title case."""
+    from num2words import num2words  # here: it loads every language it has
+
     words = num2words(number, lang="en_IN").replace(",", " ").split()
     return " ".join(
         "-".join(part.capitalize() for part in word.split("-")) for word in words if word != "and"
