@@ -22,6 +22,21 @@ class BenchConfig(TestingConfig):
     REDIS_URL = None
 
 
+def drop_database(database: str = "woffice_bench") -> None:
+    """Drop a benchmark's database, ending any session still connected to it."""
+    import psycopg2
+
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        )
+        cur.execute(f'DROP DATABASE IF EXISTS "{database}"')
+    admin.close()
+
+
 def bench_app(database: str = "woffice_bench") -> Flask:
     """A fresh app on a re-created ``database`` (default ``woffice_bench``) with the demo
     data; benchmarks that may run at the same time as another pass a name of their own."""

@@ -26,7 +26,6 @@ import sys
 import time
 import zipfile
 
-import psycopg2
 from sqlalchemy import select, text
 
 from app import create_app
@@ -39,6 +38,7 @@ from app.models.privacy import (
     RequestType,
     SubjectKind,
 )
+from bench import _setup
 from bench._generate import step
 from bench._setup import BenchConfig, bench_app
 
@@ -186,15 +186,7 @@ def check(artifact_id: int) -> None:
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    _setup.drop_database(DATABASE)
 
 
 def main() -> None:

@@ -27,13 +27,13 @@ import subprocess
 import sys
 import time
 
-import psycopg2
 from sqlalchemy import func, select
 
 from app import create_app
 from app.extensions import db
 from app.models import Contact, Tenant
 from app.views.contact import EXPORT_COLUMNS
+from bench import _setup
 from bench._generate import generate_contacts, step
 from bench._setup import BenchConfig, bench_app
 from tests.conftest import LoginHelper
@@ -138,14 +138,7 @@ def measure(fmt: str) -> dict:
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'woffice_bench'"
-        )
-        cur.execute("DROP DATABASE IF EXISTS woffice_bench")
-    admin.close()
+    _setup.drop_database("woffice_bench")
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import os
 import pstats
 import time
 
-import psycopg2
 from sqlalchemy import func, select, text
 
 from app.extensions import db
@@ -41,6 +40,7 @@ from app.services.consent import record_consent
 from app.services.contacts import normalize_contact_phone
 from app.services.tenants import normalize_email
 from app.tenancy import tenant_scope
+from bench import _setup
 from bench._setup import bench_app
 
 ROWS = int(os.environ.get("BENCH_ROWS", 100_000))
@@ -53,15 +53,7 @@ DATABASE = os.environ.get("BENCH_IMPORT_DB", "woffice_bench_import")
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    _setup.drop_database(DATABASE)
 
 
 def make_csv(rows: int, offset: int) -> bytes:

@@ -70,6 +70,7 @@ from app.models.tenant import Tenant
 from app.services import dodo, invoice_pdf
 from app.services.demo import seed_demo
 from app.services.roles import sync_roles
+from bench import _setup
 from config import TestingConfig
 from tests.conftest import MIGRATIONS, recreate_database
 from tests.fakes import dodo as fake_dodo
@@ -429,15 +430,7 @@ def run_month_end(app: Flask) -> dict[str, float]:
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    _setup.drop_database(DATABASE)
 
 
 def report_one(one: dict[str, float]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import time
 
-import psycopg2
 from sqlalchemy import func, select, text
 
 from app.extensions import db
@@ -41,6 +40,7 @@ from app.models.contact import Contact, Tag
 from app.models.tenant import Tenant
 from app.services import campaigns
 from app.tenancy import tenant_scope
+from bench import _setup
 from bench._generate import step
 from bench._setup import bench_app
 
@@ -137,15 +137,7 @@ def by_status(campaign_id: int) -> dict[str, int]:
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    _setup.drop_database(DATABASE)
 
 
 def main() -> None:

@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg2
 from redis import Redis
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
@@ -57,6 +56,7 @@ from app.jobs.campaigns import send_campaign
 from app.models.campaign import Campaign, CampaignRecipient, CampaignStatus
 from app.models.tenant import Tenant
 from app.services.rate_limit import default_burst
+from bench import _setup
 from bench._setup import bench_app
 from tests.fakes.cloud_parts import FakeNumber
 from tests.fakes.whatsapp_cloud import FakeCloudAPI
@@ -111,15 +111,7 @@ def prepare_campaign(number: str, cap: int, count: int, prefix: str) -> tuple[in
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    _setup.drop_database(DATABASE)
 
 
 # ------------------------------------------------------------------------ baseline

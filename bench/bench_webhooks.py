@@ -57,6 +57,7 @@ from sqlalchemy import select, text
 
 from app.extensions import db
 from app.models import Tenant
+from bench import _setup
 from bench._setup import bench_app
 from config import TestingConfig
 
@@ -262,15 +263,7 @@ def stop_services(procs: list[subprocess.Popen]) -> None:
 
 
 def drop_database() -> None:
-    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-            (DATABASE,),
-        )
-        cur.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-    admin.close()
+    _setup.drop_database(DATABASE)
 
 
 # ------------------------------------------------------------------------ the load
