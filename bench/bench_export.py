@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 from app import create_app
 from app.extensions import db
 from app.models import Contact, Tenant
-from app.views.contact import EXPORT_COLUMNS
+from app.services.contact_export import EXPORT_COLUMNS
 from bench import _setup
 from bench._generate import generate_contacts, step
 from bench._setup import BenchConfig, bench_app

@@ -45,12 +45,12 @@ from app.services.access_sections import (
     tenant_sections,
     user_sections,
 )
-from app.services.exceptions import WofficeError
-from app.services.identity import hash_identifier
 
 # The contact export's own generators (Contacts > Export), reused so that portability
 # gives exactly what a tenant admin downloads. They live in the view module today.
-from app.views.contact import _csv_export, _json_export
+from app.services.contact_export import export_csv, export_json
+from app.services.exceptions import WofficeError
+from app.services.identity import hash_identifier
 
 BATCH = 1000  # rows per fetch from the server-side cursor
 # Bytes appended to the artifact per statement: small chunks keep the client's memory
@@ -178,8 +178,8 @@ def build_portability(request: PrivacyRequest, now: datetime | None = None) -> P
     with tempfile.TemporaryFile() as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
             _write_text(zf, "README.txt", text, now)
-            _write_chunks(zf, "contacts.csv", _csv_export(stmt), now)
-            _write_chunks(zf, "contacts.json", _json_export(stmt), now)
+            _write_chunks(zf, "contacts.csv", export_csv(stmt), now)
+            _write_chunks(zf, "contacts.json", export_json(stmt), now)
         artifact = _store(tmp, request, ArtifactKind.portability_export, now)
     artifact.counts = {"contacts": rows}  # type: ignore[attr-defined]
     return artifact

@@ -1,10 +1,13 @@
-"""Form helpers shared by the compliance register views (times are typed in IST)."""
+"""Helpers shared by the compliance register views: IST form fields, the show page."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import abort
+from flask_appbuilder import expose
+from flask_appbuilder.security.decorators import has_access
 from flask_wtf import FlaskForm
 from wtforms import DateTimeLocalField
 from wtforms.validators import DataRequired, Optional
@@ -39,3 +42,30 @@ def checked_form() -> None:
     """400 unless the POST carries this session's CSRF token."""
     if not FlaskForm().validate_on_submit():
         abort(400, description="The form expired; reload the page and try again.")
+
+
+class ShowWithActions:
+    """FAB's show page (fields and history) plus the row, a CSRF form for the page's
+    action buttons and whatever `show_context` adds; put before the ModelView base."""
+
+    def show_title_for(self, row: Any) -> str:
+        return self.show_title  # type: ignore[attr-defined]
+
+    def show_context(self, row: Any) -> dict[str, Any]:
+        return {}
+
+    @expose("/show/<pk>", methods=["GET"])
+    @has_access
+    def show(self, pk: Any) -> Any:
+        getter = getattr(self, "_get_or_404", None)  # tenant views: 404 outside the tenant
+        row = getter(pk) if getter else (self.datamodel.get(pk) or abort(404))
+        return self.render_template(
+            self.show_template,
+            pk=row.id,
+            title=self.show_title_for(row),
+            widgets=self._show(row.id),
+            related_views=self._related_views,
+            row=row,
+            form=FlaskForm(),
+            **self.show_context(row),
+        )

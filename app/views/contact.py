@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from flask import (
@@ -28,14 +23,13 @@ from flask_appbuilder.security.decorators import has_access
 from flask_appbuilder.urltools import get_filter_args
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
 from wtforms import RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired
 from wtforms.validators import ValidationError as WTFormsValidationError
 
 from app.extensions import db
 from app.models.contact import ConsentAction, ConsentSource, ConsentState, Contact, Tag
-from app.services import audit, contacts
+from app.services import audit, contact_export, contacts
 from app.services.consent import record_consent
 from app.services.exceptions import ValidationError
 from app.services.phones import whatsapp_id
@@ -44,22 +38,6 @@ from app.tenancy import TenantModelView, current_tenant_id
 from app.views._format import ist
 from app.views._forms import ServiceValidator
 from app.views._scale import CappedCountInterface
-
-EXPORT_COLUMNS = (
-    "phone",
-    "wa_id",
-    "display_name",
-    "profile_name",
-    "email",
-    "tags",
-    "consent_state",
-    "marketing_objection",
-    "last_inbound_at",
-    "created_at",
-)
-# Spreadsheet programs run cells starting with these as formulas (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_BATCH = 500
 
 CONSENT_ACTION_LABELS = {
     ConsentAction.opt_in: "Opted in",
@@ -398,67 +376,14 @@ class ContactModelView(TenantModelView):
         audit.record("contacts.exported", format=fmt, rows=rows)
         db.session.commit()
         if fmt == "json":
-            body, mimetype = _json_export(stmt), "application/json"
+            body, mimetype = contact_export.export_json(stmt), "application/json"
         else:
-            body, mimetype = _csv_export(stmt), "text/csv"
+            body, mimetype = contact_export.export_csv(stmt), "text/csv"
         return Response(
             stream_with_context(body),
             mimetype=mimetype,
             headers={"Content-Disposition": f"attachment; filename=contacts.{fmt}"},
         )
-
-
-def _export_rows(stmt) -> Iterator[dict[str, Any]]:
-    """One plain dict per contact, fetched in batches (constant memory)."""
-    stmt = stmt.options(selectinload(Contact.tags)).execution_options(yield_per=EXPORT_BATCH)
-    for contact in db.session.scalars(stmt):
-        yield {
-            "phone": contact.phone,
-            "wa_id": contact.wa_id,
-            "display_name": contact.display_name,
-            "profile_name": contact.profile_name,
-            "email": contact.email,
-            "tags": ";".join(t.name for t in contact.tags),
-            "consent_state": str(contact.consent_state),
-            "marketing_objection": bool(contact.marketing_objection),
-            "last_inbound_at": _iso(contact.last_inbound_at),
-            "created_at": _iso(contact.created_at),
-        }
-        db.session.expunge(contact)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() + "Z" if value else None
-
-
-def csv_safe(value: Any) -> Any:
-    """A cell value a spreadsheet will not evaluate as a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
-def _csv_export(stmt) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(EXPORT_COLUMNS)
-    for row in _export_rows(stmt):
-        writer.writerow([csv_safe(row[c]) for c in EXPORT_COLUMNS])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _json_export(stmt) -> Iterator[str]:
-    yield "["
-    first = True
-    for row in _export_rows(stmt):
-        yield ("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False)
-        first = False
-    yield "\n]\n"
 
 
 def _unique_tag_name(form, field) -> None:

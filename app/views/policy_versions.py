@@ -13,7 +13,6 @@ from flask import abort, flash, g, redirect, url_for
 from flask_appbuilder import ModelView, expose
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
-from flask_wtf import FlaskForm
 from wtforms.validators import ValidationError as WTFormsValidationError
 
 from app.extensions import db
@@ -23,7 +22,7 @@ from app.models.privacy import PolicyVersion
 from app.services import policy
 from app.services.exceptions import ValidationError, WofficeError
 from app.views._format import ist, yes_no
-from app.views._registers import checked_form, from_ist, ist_field, to_ist
+from app.views._registers import ShowWithActions, checked_form, from_ist, ist_field, to_ist
 
 
 def _notice_kept(form: Any, field: Any) -> None:
@@ -35,7 +34,7 @@ def _notice_kept(form: Any, field: Any) -> None:
         raise WTFormsValidationError(str(exc)) from exc
 
 
-class PolicyVersionView(ModelView):
+class PolicyVersionView(ShowWithActions, ModelView):
     """Privacy policy versions: draft, publish (the notice), then read-only."""
 
     datamodel = SQLAInterface(PolicyVersion)
@@ -113,21 +112,14 @@ class PolicyVersionView(ModelView):
             return redirect(url_for(".show", pk=row.id))
         return super().edit(pk)
 
-    @expose("/show/<pk>", methods=["GET"])
-    @has_access
-    def show(self, pk: Any) -> Any:
-        row = self.datamodel.get(pk) or abort(404)
-        return self.render_template(
-            self.show_template,
-            pk=row.id,
-            title=f"Privacy policy {row.version}",
-            widgets=self._show(row.id),
-            related_views=self._related_views,
-            row=row,
-            earliest=ist(policy.earliest_effective(utcnow())),
-            acknowledged=policy.acknowledgement_count(row),
-            form=FlaskForm(),
-        )
+    def show_title_for(self, row: Any) -> str:
+        return f"Privacy policy {row.version}"
+
+    def show_context(self, row: Any) -> dict[str, Any]:
+        return {
+            "earliest": ist(policy.earliest_effective(utcnow())),
+            "acknowledged": policy.acknowledgement_count(row),
+        }
 
     @expose("/publish/<pk>", methods=["POST"])
     @has_access

@@ -20,7 +20,6 @@ from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import ModelView, expose
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_appbuilder.security.decorators import has_access
-from flask_wtf import FlaskForm
 
 from app.extensions import db
 from app.jobs.registers import send_after_commit
@@ -30,7 +29,14 @@ from app.services import incidents, minors
 from app.services.exceptions import WofficeError
 from app.tenancy import TenantModelView
 from app.views._format import USER_FORMATTERS, ist
-from app.views._registers import IST_FORMAT, checked_form, from_ist, ist_field, to_ist
+from app.views._registers import (
+    IST_FORMAT,
+    ShowWithActions,
+    checked_form,
+    from_ist,
+    ist_field,
+    to_ist,
+)
 from app.views.policy_notice import install
 from app.views.policy_versions import PolicyVersionView
 
@@ -65,7 +71,7 @@ class SubProcessorView(ModelView):
 # ----------------------------------------------------------------------- incidents
 
 
-class IncidentView(ModelView):
+class IncidentView(ShowWithActions, ModelView):
     """Security incidents with their CERT-In reporting deadline (6 h from detection)."""
 
     datamodel = SQLAInterface(Incident)
@@ -138,21 +144,14 @@ class IncidentView(ModelView):
             db.session.rollback()
             raise
 
-    @expose("/show/<pk>", methods=["GET"])
-    @has_access
-    def show(self, pk: Any) -> Any:
-        row = self.datamodel.get(pk) or abort(404)
-        return self.render_template(
-            self.show_template,
-            pk=row.id,
-            title=f"Incident: {row.title}",
-            widgets=self._show(row.id),
-            related_views=self._related_views,
-            row=row,
-            clock=incidents.clock(row),
-            admins=len(incidents.affected_admins(row)),
-            form=FlaskForm(),
-        )
+    def show_title_for(self, row: Any) -> str:
+        return f"Incident: {row.title}"
+
+    def show_context(self, row: Any) -> dict[str, Any]:
+        return {
+            "clock": incidents.clock(row),
+            "admins": len(incidents.affected_admins(row)),
+        }
 
     @expose("/report/<pk>", methods=["POST"])
     @has_access
@@ -197,7 +196,7 @@ class IncidentView(ModelView):
 # ------------------------------------------------------------------------ accounts
 
 
-class PrivacyAccountView(TenantModelView):
+class PrivacyAccountView(ShowWithActions, TenantModelView):
     """Every account with its age attestation; Compliance flags a minor's account."""
 
     datamodel = SQLAInterface(AppUser)
@@ -231,19 +230,8 @@ class PrivacyAccountView(TenantModelView):
         "minor_flagged_at": ist,
     }
 
-    @expose("/show/<pk>", methods=["GET"])
-    @has_access
-    def show(self, pk: Any) -> Any:
-        row = self._get_or_404(pk)
-        return self.render_template(
-            self.show_template,
-            pk=row.id,
-            title=f"Account #{row.id}",
-            widgets=self._show(row.id),
-            related_views=self._related_views,
-            row=row,
-            form=FlaskForm(),
-        )
+    def show_title_for(self, row: Any) -> str:
+        return f"Account #{row.id}"
 
     @expose("/flag-minor/<pk>", methods=["POST"])
     @has_access

@@ -184,8 +184,30 @@ MENU_PAGES = {
         "/account/",
         "/tf-setup",
         "/change",
+        # issues 5-7: usage charts, billing, compliance (P22 on every screen)
+        "/usage/",
+        "/invoices/list/",
+        "/plans/add",
+        "/billing-events/list/",
+        "/billing/gstr1/",
+        "/privacy-requests/list/",
+        "/privacy-requests/log",
+        "/policy-versions/list/",
+        "/incidents/list/",
+        "/sub-processors/list/",
     ],
-    "owner@acme.example": ["/", "/team/list/", "/team/add", "/account/", "/tf-setup", "/change"],
+    "owner@acme.example": [
+        "/",
+        "/team/list/",
+        "/team/add",
+        "/account/",
+        "/tf-setup",
+        "/change",
+        "/analytics/",
+        "/campaigns/list/",
+        "/campaigns/add",
+        "/my-invoices/list/",
+    ],
 }
 
 

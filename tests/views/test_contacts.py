@@ -23,7 +23,7 @@ from app.models.contact import (
     Tag,
 )
 from app.services import contacts
-from app.views.contact import EXPORT_COLUMNS
+from app.services.contact_export import EXPORT_COLUMNS
 
 OWNER = "owner@acme.example"
 AGENT = "agent@acme.example"
