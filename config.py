@@ -45,7 +45,7 @@ WOFFICE_ROLES: dict[str, dict] = {
         "description": "Operator staff: everything, every tenant.",
         # Everything except the tenant-side Business screens (platform admins manage
         # every user from Security > List Users; invoices from Billing > Invoices).
-        "permissions": [(r".*", r"(?!Team$|Business$|TenantInvoices$).*")],
+        "permissions": [(r".*", r"(?!Team$|Business$|TenantInvoices$|TenantRoles$|ApiKeys$).*")],
     },
     "Billing": {
         "scope": "platform",
@@ -78,7 +78,9 @@ WOFFICE_ROLES: dict[str, dict] = {
         "scope": "tenant",
         "description": "Runs one business: its team, contacts, conversations, settings.",
         "permissions": [
-            (r".*", r"TeamModelView|Team"),
+            (r".*", r"TeamModelView|Team|TeamApi"),
+            (r".*", r"TenantRoles"),  # issue 8: the tenant's own roles
+            (r".*", r"ApiKeys"),  # issue 9: the tenant's API keys
             (r".*", r"Audit|Audit trail|LoginActivity|Login activity"),
             (r".*", r"Contact.*|Tag.*|Conversation.*|Message.*|Template.*|Campaign.*"),
             (r".*", r"ContactImport.*|Imports"),
@@ -98,7 +100,8 @@ WOFFICE_ROLES: dict[str, dict] = {
             (_READ, r"ConversationApi|MessageApi"),
             (r"menu_access", r"Business"),
             (_READ, r"Contact(?!Import).*|Tag.*"),
-            (r".*", r"MyAccountView"),
+            # Their own account and privacy rights; filing for contacts is not theirs.
+            (r"can_index|can_privacy_request", r"MyAccountView"),
             (_READ, r"SubProcessors|Privacy|PrivacyPolicy"),  # P11/P24: everyone reads
         ],
     },

@@ -33,6 +33,7 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from app import (
+        api_auth,
         jobs,
         models,  # noqa: F401  (maps every model before anything queries)
     )
@@ -49,6 +50,7 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
     mail.init_app(app)
     csrf.init_app(app)
+    api_auth.install(app)  # API keys, then CSRF for everything else (before FST and FAB)
     install_orm_guards(db.session.session_factory.class_)
     audit.install(db.session.session_factory.class_)
     with app.app_context():

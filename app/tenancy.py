@@ -212,11 +212,17 @@ def _guard_links(obj: Any, tenant_id: int) -> None:
                     f"refusing to link {type(obj).__name__} to a row of another tenant"
                 )
             if isinstance(obj, User) and rel.key == "roles":
-                _guard_role(target)
+                _guard_role(state.session, target, tenant_id)
 
 
-def _guard_role(role: Any) -> None:
-    if role.name not in current_app.config["TENANT_ROLES"]:
+def _guard_role(session: Session, role: Any, tenant_id: int) -> None:
+    """In a tenant's scope a user may hold only the built-in tenant roles and that
+    tenant's own roles (issue 8): never a platform role or another tenant's."""
+    if role.name in current_app.config["TENANT_ROLES"]:
+        return
+    from app.services.tenant_roles import owning_tenant
+
+    if role.id is None or owning_tenant(session, role.id) != tenant_id:
         raise TenantIsolationError(f"a tenant cannot grant the role {role.name!r}")
 
 

@@ -61,6 +61,7 @@ from app.models.privacy import (
     SubProcessor,
 )
 from app.models.tenant import Tenant, TenantStatus
+from app.models.tenant_role import TenantRole
 from app.models.user import AppUser, Role
 
 __all__ = [
@@ -120,4 +121,5 @@ __all__ = [
     "Tenant",
     "TenantOwned",
     "TenantStatus",
+    "TenantRole",
 ]

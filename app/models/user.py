@@ -7,6 +7,7 @@ user model) and mixes in FST's `UserMixin` *first*, so `get_id()` returns
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from uuid import uuid4
 
@@ -26,6 +27,18 @@ def _no_fst_permissions(self: Role) -> set[str]:
 
 
 Role.get_permissions = _no_fst_permissions  # type: ignore[attr-defined]
+
+_TENANT_PREFIX = re.compile(r"^t\d+/")
+
+
+def role_label(name: str) -> str:
+    """What people see for a role: a tenant role's own label (its FAB name is
+    namespaced ``t<tenant id>/<label>``, see app.models.tenant_role), else the name."""
+    return _TENANT_PREFIX.sub("", name or "")
+
+
+# Dropdowns and lists print roles with str(): show the label. repr() keeps the full name.
+Role.__str__ = lambda self: role_label(self.name)  # type: ignore[method-assign]
 # Rows loaded through FAB's own relationships (e.g. Role.user) are plain `User` objects:
 # declare their personal fields there too, for the audit trail.
 User.__personal_fields__ = ("first_name", "last_name", "email", "username")  # type: ignore[attr-defined]
@@ -71,7 +84,7 @@ class AppUser(UserMixin, User):
 
     @property
     def role_names(self) -> str:
-        return ", ".join(sorted(role.name for role in self.roles))
+        return ", ".join(sorted(role_label(role.name) for role in self.roles))
 
     @property
     def membership_status(self) -> str:
@@ -88,4 +101,4 @@ class AppUser(UserMixin, User):
         return f"{self.first_name} {self.last_name}".strip() or self.email
 
 
-__all__ = ["AppUser", "Role", "assoc_user_role"]
+__all__ = ["AppUser", "Role", "assoc_user_role", "role_label"]

@@ -58,6 +58,7 @@ IGNORED_FIELDS = frozenset(
         "login_count",
         "last_login",
         "fail_login_count",
+        "last_used_on",  # API keys: each use is its own api_key.used event
     }
 )
 ALWAYS_SECRET = frozenset(

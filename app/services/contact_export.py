@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -34,10 +34,19 @@ EXPORT_COLUMNS = (
 EXPORT_BATCH = 500
 
 
-def export_rows(stmt) -> Iterator[dict[str, Any]]:
-    """One plain dict per contact, fetched in batches (constant memory)."""
+Guard = Callable[[], None]
+
+
+def export_rows(stmt, guard: Guard | None = None) -> Iterator[dict[str, Any]]:
+    """One plain dict per contact, fetched in batches (constant memory).
+
+    ``guard`` is called before each batch and raises to stop the export mid-stream,
+    e.g. when the exporting member's role loses "export contacts" (issue 8).
+    """
     stmt = stmt.options(selectinload(Contact.tags)).execution_options(yield_per=EXPORT_BATCH)
-    for contact in db.session.scalars(stmt):
+    for n, contact in enumerate(db.session.scalars(stmt)):
+        if guard is not None and n % EXPORT_BATCH == 0:
+            guard()
         yield {
             "phone": contact.phone,
             "wa_id": contact.wa_id,
@@ -57,11 +66,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() + "Z" if value else None
 
 
-def export_csv(stmt) -> Iterator[str]:
+def export_csv(stmt, guard: Guard | None = None) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_COLUMNS)
-    for row in export_rows(stmt):
+    for row in export_rows(stmt, guard):
         writer.writerow([csv_safe(row[c]) for c in EXPORT_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)
@@ -69,10 +78,10 @@ def export_csv(stmt) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def export_json(stmt) -> Iterator[str]:
+def export_json(stmt, guard: Guard | None = None) -> Iterator[str]:
     yield "["
     first = True
-    for row in export_rows(stmt):
+    for row in export_rows(stmt, guard):
         yield ("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False)
         first = False
     yield "\n]\n"

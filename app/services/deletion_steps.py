@@ -63,6 +63,7 @@ CATEGORIES = {
     "privacy_artifact": "Privacy exports and packages",
     "login_event": "Login history",
     "ab_user_role": "Role grants",
+    "tenant_role": "Custom roles",
     "ab_user_group": "Group memberships",
     "ab_api_key": "API keys",
     "policy_acknowledgement": "Policy acknowledgements",
@@ -145,9 +146,17 @@ def tenant_steps(request: PrivacyRequest) -> list[Step]:
             steps.extend(_user_steps(users))
         elif table is contact_tag:
             steps.append(Step("contact_tag", table, table.c.contact_id.in_(contacts), "contact_id"))
+        elif table.name == "tenant_role":
+            continue  # last, below: once their grants went with the users
         elif "tenant_id" in table.c and RETAINED.get(table.name, ("delete",))[0] != "keep":
             action = RETAINED.get(table.name, ("delete",))[0]
             steps.append(Step(table.name, table, table.c.tenant_id == tenant_id, action=action))
+    # The tenant's own roles are FAB roles: deleting their ab_role rows takes the tenant
+    # link and the permission rows with them (ON DELETE CASCADE). After the users, so the
+    # grants are counted (and certified) as the users' rows.
+    role, links = table_named("ab_role"), table_named("tenant_role")
+    own = select(links.c.role_id).where(links.c.tenant_id == tenant_id)
+    steps.append(Step("tenant_role", role, role.c.id.in_(own)))
     return steps
 
 

@@ -25,6 +25,18 @@ class RoleGrantError(WofficeError):
     """The actor may not grant that role to that user."""
 
 
+class RoleValidationError(ValidationError):
+    """A tenant role's name or permissions are invalid (issue 8)."""
+
+
+class RoleNotFoundError(WofficeError):
+    """No role with that id in the current tenant (another tenant's looks the same)."""
+
+
+class RoleInUseError(WofficeError):
+    """The role is still held by members: reassign them before deleting it."""
+
+
 class LastTenantAdminError(WofficeError):
     """The change would leave a tenant without an active Tenant Admin."""
 

@@ -155,11 +155,13 @@ def file_in_app(
     about: str,
     contact_phone: str = "",
     details: str = "",
+    may_file_for_contacts: bool = False,
 ) -> PrivacyRequest:
     """A signed-in tenant user's own request (identity verified by the sign-in).
 
-    A Tenant Admin may also close the whole account (a tenant deletion) or file a
-    request on behalf of a contact of their tenant.
+    A Tenant Admin may also close the whole account (a tenant deletion); a member whose
+    role grants "file requests about contacts" (``may_file_for_contacts``, decided by
+    the caller from FAB's permissions) may file on behalf of a contact of their tenant.
 
     :raises ValidationError: when the user may not file this request.
     """
@@ -168,8 +170,10 @@ def file_in_app(
     request_type = RequestType(request_type)
     if about not in (ABOUT_ME, ABOUT_ACCOUNT, ABOUT_CONTACT):
         raise ValidationError("Choose what the request is about.", "about")
-    if about != ABOUT_ME and not is_tenant_admin(user):
-        raise ValidationError("Only a Tenant Admin can request this.", "about")
+    if about == ABOUT_ACCOUNT and not is_tenant_admin(user):
+        raise ValidationError("Only a Tenant Admin can close the account.", "about")
+    if about == ABOUT_CONTACT and not may_file_for_contacts:
+        raise ValidationError("Your role does not let you file requests for contacts.", "about")
     subject: AppUser | Tenant | Contact
     if about == ABOUT_ME:
         kind, subject = SubjectKind.user, user

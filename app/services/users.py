@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models.mixins import utcnow
 from app.models.user import AppUser, Role, assoc_user_role
-from app.services import audit
+from app.services import audit, tenant_roles
 from app.services.exceptions import (
     InvitationInvalidError,
     LastTenantAdminError,
@@ -54,25 +54,60 @@ def stored_role_names(session: Session, user_id: int) -> set[str]:
         )
 
 
+def stored_role_ids(session: Session, user_id: int) -> list[int]:
+    """The ids of the roles ``user_id`` holds in the database."""
+    with session.no_autoflush:
+        return list(
+            session.scalars(
+                select(assoc_user_role.c.role_id).where(assoc_user_role.c.user_id == user_id)
+            )
+        )
+
+
+def assignable_here() -> list[str]:
+    """Roles the current tenant's members may hold (the Team screen's role choices)."""
+    from app.extensions import db
+    from app.tenancy import current_tenant_id
+
+    return tenant_roles.assignable_role_names(db.session, current_tenant_id())
+
+
 def grantable_role_names(
-    actor: AppUser, target_tenant_id: int | None, actor_roles: set[str] | None = None
+    actor: AppUser,
+    target_tenant_id: int | None,
+    actor_roles: set[str] | None = None,
+    session: Session | None = None,
 ) -> tuple[str, ...]:
     """The roles ``actor`` may grant to a user of ``target_tenant_id`` (None: platform).
 
+    Platform admins grant platform roles to staff and any role of a tenant to its users;
+    a Tenant Admin grants every role of their own tenant (built-in or custom); another
+    member with access to the Team screen grants only the roles of their tenant whose
+    permissions they hold themselves (issue 8: no climbing through a role).
     ``actor_roles`` defaults to the actor's loaded roles; pass the stored ones when the
     actor object may carry unsaved role changes (e.g. an admin editing themselves).
     """
+    if session is None:
+        from app.extensions import db
+
+        session = db.session
     if actor_roles is None:
         actor_roles = {role.name for role in actor.roles}
-    if actor.tenant_id is None and PLATFORM_ADMIN in actor_roles:
-        return platform_role_names() if target_tenant_id is None else tenant_role_names()
-    if (
-        actor.tenant_id is not None
-        and actor.tenant_id == target_tenant_id
-        and (TENANT_ADMIN in actor_roles)
-    ):
-        return tenant_role_names()
-    return ()
+    # A form may have put a new, not yet added user on the roles: no autoflush here.
+    with session.no_autoflush:
+        if actor.tenant_id is None and PLATFORM_ADMIN in actor_roles:
+            if target_tenant_id is None:
+                return platform_role_names()
+            return tuple(tenant_roles.assignable_role_names(session, target_tenant_id))
+        if actor.tenant_id is None or actor.tenant_id != target_tenant_id:
+            return ()
+        names = tenant_roles.assignable_role_names(session, target_tenant_id)
+        if TENANT_ADMIN in actor_roles:
+            return tuple(names)
+        if not tenant_roles.manages_members(session, actor):
+            return ()
+        beyond = set(tenant_roles.roles_beyond(session, actor, find_roles(session, names)))
+        return tuple(n for n in names if n not in beyond)
 
 
 def check_roles_grantable(
@@ -83,7 +118,9 @@ def check_roles_grantable(
 ) -> None:
     """:raises RoleGrantError: when any of ``roles`` is outside what ``actor`` may grant."""
     allowed = set(grantable_role_names(actor, target_tenant_id, actor_roles))
-    refused = sorted(role.name for role in roles if role.name not in allowed)
+    refused = sorted(
+        tenant_roles.display_name(role.name) for role in roles if role.name not in allowed
+    )
     if refused:
         raise RoleGrantError(f"You cannot grant the role(s): {', '.join(refused)}.")
 
@@ -217,7 +254,19 @@ def set_roles(session: Session, actor: AppUser, user: AppUser, role_names: Itera
         roles = find_roles(session, role_names)
         if not roles:
             raise RoleGrantError("Choose at least one role.")
-        check_roles_grantable(actor, user.tenant_id, roles, stored_role_names(session, actor.id))
+        # Granting or taking away a role both need the right to grant it; roles kept
+        # as they were do not (a member may rename someone holding a bigger role).
+        before = {
+            r.id: r
+            for r in session.scalars(
+                select(Role).where(
+                    Role.id.in_(stored_role_ids(session, user.id) if user.id else [])
+                )
+            )
+        }
+        after = {r.id: r for r in roles}
+        changed = [after.get(i) or before[i] for i in set(before) ^ set(after)]
+        check_roles_grantable(actor, user.tenant_id, changed, stored_role_names(session, actor.id))
         loses_admin = not any(r.name == TENANT_ADMIN for r in roles)
         _ensure_admin_remains(session, user, loses_admin=loses_admin)
     user.roles = roles
@@ -232,6 +281,10 @@ def set_active(session: Session, actor: AppUser, user: AppUser, active: bool) ->
     """
     if not active and user.id == actor.id:
         raise UserValidationError("You cannot deactivate your own account.", "active")
+    with session.no_autoflush:
+        # Only someone who could grant all of a member's roles may switch them off.
+        held = find_roles(session, stored_role_names(session, user.id))
+        check_roles_grantable(actor, user.tenant_id, held, stored_role_names(session, actor.id))
     if not active:
         _ensure_admin_remains(session, user, loses_admin=True)
     if user.active != active:

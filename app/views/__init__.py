@@ -10,6 +10,8 @@ def register_views(appbuilder: AppBuilder) -> None:
     from app.views.account import MyAccountView
     from app.views.analytics import AnalyticsView, UsageView
     from app.views.api import API_CLASSES
+    from app.views.api_keys import ApiKeysView
+    from app.views.api_team import TeamApi
     from app.views.audit import AuditEventApi, AuditEventView, LoginActivityView
     from app.views.billing import PaymentModelView, PlanModelView, SubscriptionModelView
     from app.views.billing_events import BillingEventModelView, Gstr1ExportView
@@ -25,6 +27,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from app.views.team import TeamModelView
     from app.views.template import TemplateModelView
     from app.views.tenant import TenantsView
+    from app.views.tenant_roles import TenantRolesView
 
     appbuilder.add_view(
         TenantsView,
@@ -40,6 +43,12 @@ def register_views(appbuilder: AppBuilder) -> None:
         icon="fa-users",
         category="Business",
         category_icon="fa-briefcase",
+    )
+    appbuilder.add_view(
+        TenantRolesView, "TenantRoles", label="Roles", icon="fa-id-badge", category="Business"
+    )
+    appbuilder.add_view(
+        ApiKeysView, "ApiKeys", label="API keys", icon="fa-key", category="Business"
     )
     appbuilder.add_view(
         ConversationModelView, "Conversations", icon="fa-comments", category="Business"
@@ -100,6 +109,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(AuditEventApi)
     for api in API_CLASSES:
         appbuilder.add_api(api)
+    appbuilder.add_api(TeamApi)
     appbuilder.add_view_no_menu(MyAccountView)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, g, redirect, request, url_for
+from flask import current_app, flash, g, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access
 from flask_wtf import FlaskForm
@@ -16,6 +16,8 @@ from app.services.phones import normalize_phone
 from app.views._format import ist
 from app.views._forms import ServiceValidator
 from app.views.privacy_forms import InAppRequestForm
+
+CONTACT_REQUEST_PERMISSION = ("can_contact_request", "MyAccountView")
 
 
 class ProfileForm(FlaskForm):
@@ -67,6 +69,8 @@ class MyAccountView(BaseView):
 
     route_base = "/account"
     default_view = "index"
+    # can_contact_request has no endpoint: it lets the privacy form file for a contact.
+    base_permissions = ["can_index", "can_privacy_request", "can_contact_request"]
 
     @expose("/", methods=["GET", "POST"])
     @has_access
@@ -113,6 +117,7 @@ class MyAccountView(BaseView):
                     about=privacy_form.about.data,
                     contact_phone=privacy_form.contact_phone.data or "",
                     details=privacy_form.details.data or "",
+                    may_file_for_contacts=_may_file_for_contacts(),
                 )
             except WofficeError as exc:
                 db.session.rollback()
@@ -133,6 +138,13 @@ def _privacy_form(user) -> InAppRequestForm | None:
     if user.tenant_id is None:
         return None
     privacy_form = InAppRequestForm()
-    if privacy_intake.is_tenant_admin(user):
-        privacy_form.offer_admin_choices(user.tenant.name)
+    privacy_form.offer_admin_choices(
+        user.tenant.name,
+        account=privacy_intake.is_tenant_admin(user),
+        contact=_may_file_for_contacts(),
+    )
     return privacy_form
+
+
+def _may_file_for_contacts() -> bool:
+    return bool(current_app.appbuilder.sm.has_access(*CONTACT_REQUEST_PERMISSION))

@@ -27,7 +27,8 @@ from app.models.user import AppUser
 from app.services import contacts
 from app.services.consent import record_consent
 from app.services.exceptions import ValidationError
-from app.services.users import stored_role_names, tenant_role_names
+from app.services.tenant_roles import assignable_role_names
+from app.services.users import stored_role_names
 from app.views._scale import CappedCountInterface
 from app.views.api_base import Text, WofficeModelRestApi
 from app.views.conversation import FilterAssignedConversations, FilterAssignedMessages
@@ -279,7 +280,8 @@ def _assignee(conversation: Conversation, user_id: int) -> AppUser:
         user is None
         or user.tenant_id != conversation.tenant_id
         or not user.active
-        or not stored_role_names(db.session, user.id) & set(tenant_role_names())
+        or not stored_role_names(db.session, user.id)
+        & set(assignable_role_names(db.session, conversation.tenant_id))
     ):
         raise ValidationError(
             "Choose an active agent or tenant admin of this tenant.", "assignee_id"

@@ -29,7 +29,7 @@ from wtforms.validators import ValidationError as WTFormsValidationError
 
 from app.extensions import db
 from app.models.contact import ConsentAction, ConsentSource, ConsentState, Contact, Tag
-from app.services import audit, contact_export, contacts
+from app.services import audit, contact_export, contacts, tenant_roles
 from app.services.consent import record_consent
 from app.services.exceptions import ValidationError
 from app.services.phones import whatsapp_id
@@ -39,6 +39,7 @@ from app.views._format import ist
 from app.views._forms import ServiceValidator
 from app.views._scale import CappedCountInterface
 
+EXPORT_PERMISSION = ("can_export", "Contacts")
 CONSENT_ACTION_LABELS = {
     ConsentAction.opt_in: "Opted in",
     ConsentAction.opt_out: "Opted out",
@@ -375,10 +376,11 @@ class ContactModelView(TenantModelView):
         ).scalar()
         audit.record("contacts.exported", format=fmt, rows=rows)
         db.session.commit()
+        guard = tenant_roles.permission_guard(g.user.id, EXPORT_PERMISSION)
         if fmt == "json":
-            body, mimetype = contact_export.export_json(stmt), "application/json"
+            body, mimetype = contact_export.export_json(stmt, guard), "application/json"
         else:
-            body, mimetype = contact_export.export_csv(stmt), "text/csv"
+            body, mimetype = contact_export.export_csv(stmt, guard), "text/csv"
         return Response(
             stream_with_context(body),
             mimetype=mimetype,

@@ -99,12 +99,17 @@ class InAppRequestForm(FlaskForm):
     )
     details = TextAreaField("Details", validators=[Optional(), Length(max=5000)])
 
-    def offer_admin_choices(self, tenant_name: str) -> None:
-        self.about.choices = [
-            (ABOUT_ME, "Me (my user account)"),
-            (ABOUT_ACCOUNT, f"Close the account: delete all of {tenant_name}'s data"),
-            (ABOUT_CONTACT, "A contact of our business (on their behalf)"),
-        ]
+    def offer_admin_choices(self, tenant_name: str, *, account: bool, contact: bool) -> None:
+        """Closing the account is a Tenant Admin's; filing for a contact is granted by
+        the "file requests about contacts" permission (issue 8's role matrix)."""
+        choices = [(ABOUT_ME, "Me (my user account)")]
+        if account:
+            choices.append(
+                (ABOUT_ACCOUNT, f"Close the account: delete all of {tenant_name}'s data")
+            )
+        if contact:
+            choices.append((ABOUT_CONTACT, "A contact of our business (on their behalf)"))
+        self.about.choices = choices
 
 
 class ExtendForm(FlaskForm):

@@ -106,8 +106,8 @@ class TeamModelView(TenantModelView):
     }
     description_columns = {
         "email": "They receive an email with a link to set their password.",
-        "roles": "Tenant Admin manages the team and settings; Agent answers assigned "
-        "conversations.",
+        "roles": "Tenant Admin manages the team, roles and settings; Agent answers assigned "
+        "conversations; your own roles (Business → Roles) grant what you chose.",
     }
     add_form_extra_fields = {"phone": StringField("Phone", widget=BS3TextFieldWidget())}
     edit_form_extra_fields = {"phone": StringField("Phone", widget=BS3TextFieldWidget())}
@@ -117,10 +117,10 @@ class TeamModelView(TenantModelView):
         "roles": [_roles_chosen],
     }
     add_form_query_rel_fields = edit_form_query_rel_fields = {
-        "roles": [["name", FilterInFunction, users.tenant_role_names]],
+        "roles": [["name", FilterInFunction, users.assignable_here]],
     }
     search_form_query_rel_fields = {
-        "roles": [["name", FilterInFunction, users.tenant_role_names]],
+        "roles": [["name", FilterInFunction, users.assignable_here]],
     }
 
     def pre_add(self, item: AppUser) -> None:

@@ -57,6 +57,7 @@ from app.models import (
 from app.models.billing import BillingEvent, DocumentType, Subscription, SubscriptionStatus
 from app.models.mixins import utcnow
 from app.models.privacy import ArtifactKind
+from app.models.tenant_role import TenantRole
 from app.services import audit, deletion, deletion_certificate, deletion_steps, invoices, privacy
 
 NAME = "Zanzibar Spice House"
@@ -122,6 +123,7 @@ def _world() -> dict[str, Any]:
     db.session.flush()
     t = tenant.id
     admin_role = db.session.scalar(select(Role).where(Role.name == "Tenant Admin"))
+    admin_permissions = list(admin_role.permissions[:2])
     owner = AppUser(
         first_name="Zubin",
         last_name="Spicer",
@@ -132,6 +134,9 @@ def _world() -> dict[str, Any]:
         phone=PHONE,
         roles=[admin_role],
     )
+    # The tenant's own role (issue 8): an ab_role row that must go with the tenant.
+    packer = TenantRole(tenant_id=t, label="Packer", role=Role(name=f"t{t}/Packer"))
+    packer.role.permissions = admin_permissions
     agent = AppUser(
         first_name="Asha",
         last_name="Agentova",
@@ -139,8 +144,9 @@ def _world() -> dict[str, Any]:
         username="agent@zanzibar-spice.example",
         active=True,
         tenant_id=t,
+        roles=[packer.role],
     )
-    db.session.add_all([owner, agent])
+    db.session.add_all([owner, agent, packer])
     db.session.flush()
     # The owner acted: the audit trail points at them (so they are anonymised, not deleted).
     token = audit.set_job_context("test-job", owner.id)
@@ -358,6 +364,8 @@ def _assert_tenant_gone(tenant_id: int, world_values: list[str], counts_before: 
                 assert user.roles == [] and user.password is None
         elif name not in kept:
             assert rows == 0, f"{name} still has {rows} rows of the deleted tenant"
+    # The tenant's own roles are gone from FAB's tables too.
+    assert db.session.scalars(select(Role).where(Role.name.like(f"t{tenant_id}/%"))).all() == []
     # Billing survives, unlinked, with the buyer frozen and a retention date.
     docs = db.session.scalars(
         select(Invoice).where(Invoice.buyer["legal_name"].as_string() == LEGAL)

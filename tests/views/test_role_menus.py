@@ -25,7 +25,9 @@ AUDIT_MENU = {"Audit trail", "Login activity"}
 # Tenant users' Business menu (Contacts/Tags: the contacts screens).
 CONVERSATION_MENU = {"Conversations", "Messages", "Contacts", "Tags"}
 OWNER_MENU = (
-    AUDIT_MENU | {"Team", "Imports", "Campaigns", "Templates", "Analytics"} | CONVERSATION_MENU
+    AUDIT_MENU
+    | {"Team", "Roles", "API keys", "Imports", "Campaigns", "Templates", "Analytics"}
+    | CONVERSATION_MENU
 )
 
 # Billing staff's menu (issue 6): labels as shown; permission names differ for some.
