@@ -64,6 +64,29 @@ chromium:
 worker: install
 	$(FLASK) woffice worker
 
+## make run-stack: the Procfile (gunicorn, a worker per queue group, cron) under honcho,
+## against PostgreSQL and Redis: http://127.0.0.1:$(STACK_PORT) (Ctrl-C stops them all)
+STACK_DATABASE_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/woffice_stack
+STACK_REDIS_URL ?= redis://127.0.0.1:6379/2
+STACK_PORT ?= 8000
+STACK_ENV := WOFFICE_ENV=development DATABASE_URL=$(STACK_DATABASE_URL) \
+	REDIS_URL=$(STACK_REDIS_URL) LOG_FORMAT=$${LOG_FORMAT:-json}
+run-stack: install services
+	@DATABASE_URL=$(STACK_DATABASE_URL) $(BIN)/python -c 'import os, psycopg2; \
+	from sqlalchemy.engine import make_url; u = make_url(os.environ["DATABASE_URL"]); \
+	c = psycopg2.connect(host=u.host, port=u.port or 5432, user=u.username, \
+	password=u.password, dbname="postgres"); c.autocommit = True; cur = c.cursor(); \
+	cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (u.database,)); \
+	cur.fetchone() or (cur.execute(f"CREATE DATABASE \"{u.database}\""), \
+	print("created database", u.database))'
+	$(STACK_ENV) $(FLASK) db upgrade
+	$(STACK_ENV) $(FLASK) woffice sync-roles
+	$(STACK_ENV) $(FLASK) woffice seed-demo
+	@echo "Woffice stack: http://127.0.0.1:$(STACK_PORT)  (admin@xigmapro.example / demo-pass-2026)"
+	@# No gunicorn access line: the app logs one per request, with the route, not the URL.
+	PATH="$(abspath $(BIN)):$$PATH" $(STACK_ENV) GUNICORN_BIND=127.0.0.1:$(STACK_PORT) \
+		GUNICORN_WORKERS=$${GUNICORN_WORKERS:-2} GUNICORN_ACCESS_LOG= $(BIN)/honcho start
+
 bench: install services
 	$(BIN)/python -m bench.run_all
 

@@ -10,6 +10,7 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from app.logging_setup import configure_logging, install_request_ids
 from app.services.supplier import validate_supplier
 from config import CONFIGS, BaseConfig
 
@@ -27,7 +28,9 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
         from app.services.mail import EmlFileBackend
 
         app.config["MAIL_BACKEND"] = EmlFileBackend
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One JSON object per line in production (LOG_FORMAT), today's text lines elsewhere.
+    configure_logging(app)
+    install_request_ids(app)  # first before_request hook: the audit trail reuses the id
     # httpx logs every request at INFO: a line per WhatsApp message (1M for a 1M campaign)
     # and measurable CPU at 1,000 sends/s. Failures are logged by the sending code.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,8 +1,9 @@
 """The one decorator every job wears (STYLE 11).
 
 It ensures an app context (reusing the worker's, or creating the app once per process),
-enters the job's tenant scope, commits once on success, rolls back on failure and lets
-the exception propagate so RQ records the failure and retries.
+enters the job's tenant scope, stamps the RQ job id on its log lines, commits once on
+success, rolls back on failure and lets the exception propagate so RQ records the
+failure and retries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from flask import Flask, current_app, has_app_context
 from rq import get_current_job
 
 from app.extensions import db
+from app.logging_setup import job_log_context
 from app.services import audit
 from app.tenancy import tenant_scope
 
@@ -48,7 +50,11 @@ def job(func: F) -> F:
         rq_job = get_current_job()
         token = audit.set_job_context(rq_job.id if rq_job else None, kwargs.get("actor_id"))
         try:
-            with _app_context(), tenant_scope(tenant_id):
+            with (
+                job_log_context(rq_job.id if rq_job else None),
+                _app_context(),
+                tenant_scope(tenant_id),
+            ):
                 name = f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
                 audit.record("job.started", job=name, tenant_id=tenant_id)
                 db.session.commit()

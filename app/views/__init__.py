@@ -24,6 +24,7 @@ def register_views(appbuilder: AppBuilder) -> None:
     from app.views.contact import ContactModelView, TagModelView
     from app.views.contact_import import ContactImportView
     from app.views.conversation import ConversationModelView, MessageModelView
+    from app.views.queues import QueuesView
     from app.views.team import TeamModelView
     from app.views.template import TemplateModelView
     from app.views.tenant import TenantsView
@@ -37,6 +38,7 @@ def register_views(appbuilder: AppBuilder) -> None:
         category_icon="fa-server",
     )
     appbuilder.add_view(UsageView, "Usage", icon="fa-bar-chart", category="Platform")
+    appbuilder.add_view(QueuesView, "Queues", icon="fa-tasks", category="Platform")
     appbuilder.add_view(
         TeamModelView,
         "Team",

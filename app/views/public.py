@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_security import login_user
 from flask_wtf import FlaskForm
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from wtforms import BooleanField, PasswordField, SubmitField
 from wtforms.validators import DataRequired, EqualTo
@@ -57,15 +59,89 @@ def accept(token: str):
 
 @health.route("/live")
 def live():
-    """Liveness: the process answers."""
+    """Liveness: the process answers (no dependency is checked, so a database outage
+    does not make the orchestrator restart every web process)."""
     return {"status": "ok"}
 
 
 @health.route("/ready")
 def ready():
-    """Readiness: the database answers."""
+    """Readiness: the database answers, Redis answers (unless jobs run inline) and the
+    database is at the migrations head. 503 names what failed, so the load balancer
+    sends no traffic to a node that would fail or write to a schema it does not expect.
+    """
+    checks = {
+        "database": _check_database(),
+        "redis": _check_redis(),
+    }
+    checks["migrations"] = _check_migrations() if checks["database"] == "ok" else "not checked"
+    failed = [
+        name
+        for name, result in checks.items()
+        if not result.startswith(_HEALTHY) and result != "not checked"
+    ]
+    body = {"status": "unavailable" if failed else "ok", "checks": checks, "failed": failed}
+    return body, 503 if failed else 200
+
+
+_HEALTHY = ("ok", "inline", "ahead")  # the prefixes of a passing check
+
+
+def _check_database() -> str:
     try:
         db.session.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001 - report any database failure as not ready
-        return {"status": "unavailable", "database": type(exc).__name__}, 503
-    return {"status": "ok", "database": "ok"}
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready; name its type
+        db.session.rollback()
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _check_redis() -> str:
+    url = current_app.config.get("REDIS_URL")
+    if not url:
+        return "inline"  # make run: jobs run in the web process, there is no Redis
+    clients = current_app.extensions.setdefault("woffice_health", {}).setdefault("redis", {})
+    if url not in clients:
+        # Its own client with short timeouts: a hung Redis must fail the probe, not hang it.
+        clients[url] = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        clients[url].ping()
+    except RedisError as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _check_migrations() -> str:
+    """The database's revision against this code's: "ok" at the head; "behind: ..." (not
+    ready) when it lacks migrations this code needs; "ahead: ..." (still ready) when it
+    holds migrations this code does not know.
+
+    Upgrades run the migrations first, then replace web nodes and workers one by one
+    (docs/deploy.md); migrations are written to keep the previous release working, so a
+    node of the previous release stays in the pool until it is replaced.
+    """
+    try:
+        current = set(db.session.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except Exception as exc:  # noqa: BLE001 - e.g. no alembic_version table yet
+        db.session.rollback()
+        return f"error: {type(exc).__name__}"
+    heads, known = _migration_revisions()
+    at = ", ".join(sorted(current)) or "no revision"
+    if current == heads:
+        return "ok"
+    if current and not current & known:
+        return f"ahead: database at {at}, which this code does not know (an upgrade?)"
+    return f"behind: database at {at}, code at {', '.join(sorted(heads))}"
+
+
+def _migration_revisions() -> tuple[set[str], set[str]]:
+    """The head revisions and all revisions shipped with this code (read once per process)."""
+    ext = current_app.extensions.setdefault("woffice_health", {})
+    if "revisions" not in ext:
+        # Alembic (with Mako and Pygments, ~8 MiB) only when a health check asks.
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory(current_app.extensions["migrate"].directory)
+        known = {rev.revision for rev in script.walk_revisions()}
+        ext["revisions"] = (set(script.get_heads()), known)
+    return ext["revisions"]

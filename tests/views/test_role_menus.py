@@ -55,7 +55,7 @@ EXPECTED_MENUS = {
         | AUDIT_MENU
         | BILLING_MENU
         | COMPLIANCE_MENU
-        | {"Tenants", "Usage"},
+        | {"Tenants", "Usage", "Queues"},
         "billing@xigmapro.example": BILLING_MENU | {"Tenants"},
         "compliance@xigmapro.example": AUDIT_MENU | COMPLIANCE_MENU | {"Tenants"},
         "owner@acme.example": OWNER_MENU | {"Invoices"},
