@@ -16,6 +16,7 @@ from app.services.demo_billing import seed_demo_billing
 from app.services.demo_contacts import apply_demo_whatsapp, seed_demo_contacts
 from app.services.demo_privacy import seed_demo_privacy
 from app.services.demo_registers import seed_demo_registers
+from app.services.demo_roles import seed_demo_roles
 from app.services.demo_templates import seed_demo_templates
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def seed_demo(session: Session) -> int:
     created += seed_demo_billing(current_app.config)
     created += seed_demo_privacy()
     created += seed_demo_registers()
+    created += seed_demo_roles(session)
     return created
 
 

@@ -321,7 +321,7 @@ def test_role_changes_are_audited_with_what_was_added_and_removed(owner, tenant_
     events = db.session.scalars(
         select(AuditEvent)
         .where(AuditEvent.object_type == "tenant_role", AuditEvent.action.like("role.%"))
-        .where(AuditEvent.tenant_id == tenant_a.id)
+        .where(AuditEvent.tenant_id == tenant_a.id, AuditEvent.object_id == str(role_id))
         .order_by(AuditEvent.id)
     ).all()
     assert [e.action for e in events] == ["role.created", "role.updated", "role.deleted"]
