@@ -51,7 +51,7 @@ WOFFICE_ROLES: dict[str, dict] = {
         "scope": "platform",
         "description": "Operator staff: tenants read-only; plans, payments, invoices.",
         "permissions": [
-            (_READ, r"Tenants"),
+            (_READ, r"Tenants|TenantApi"),
             (r"menu_access", r"Platform"),
             # The billing screens (app/views/billing*.py) and their "Billing" menu.
             (
@@ -59,6 +59,9 @@ WOFFICE_ROLES: dict[str, dict] = {
                 r"Plans|Subscriptions|Payments|Invoices|CreditNotes|BillingEvents"
                 r"|GSTR1Export|Billing",
             ),
+            # Their REST APIs (app/views/api_billing.py) and the API spec.
+            (_READ, r"PlanApi|InvoiceApi|CreditNoteApi|PaymentApi"),
+            (r"can_get|can_show", r"OpenApi|SwaggerView|MenuApi"),
             (r".*", r"MyAccountView|My Account"),
             (_READ, r"SubProcessors|Privacy|PrivacyPolicy"),  # P11/P24: everyone reads
         ],
@@ -67,8 +70,9 @@ WOFFICE_ROLES: dict[str, dict] = {
         "scope": "platform",
         "description": "Operator staff: privacy requests, audit, exports, deletions.",
         "permissions": [
-            (_READ, r"Tenants"),
+            (_READ, r"Tenants|TenantApi"),
             (r"menu_access", r"Platform"),
+            (r"can_get|can_show", r"OpenApi|SwaggerView|MenuApi"),  # the API spec (issue 9)
             (r".*", r"Privacy.*|Audit.*|Export.*|Deletion.*|Compliance|SubProcessor.*"),
             (r".*", r"LoginActivity|Login activity"),
             (r".*", r"MyAccountView|My Account"),
@@ -85,7 +89,8 @@ WOFFICE_ROLES: dict[str, dict] = {
             (r".*", r"Contact.*|Tag.*|Conversation.*|Message.*|Template.*|Campaign.*"),
             (r".*", r"ContactImport.*|Imports"),
             (r".*", r"Analytics"),  # tenant-wide usage: admins only, not agents
-            (r".*", r"TenantInvoices"),  # their own tenant's invoices (Business menu)
+            (r".*", r"TenantInvoices|TenantInvoiceApi"),  # their own tenant's invoices
+            (r"can_get|can_show", r"OpenApi|SwaggerView|MenuApi"),  # the API spec (issue 9)
             (r".*", r"MyAccountView|My Account|TenantSettingsView|Settings|Business"),
             (_READ, r"SubProcessors|Privacy|PrivacyPolicy"),  # P11/P24: everyone reads
         ],
@@ -142,7 +147,7 @@ class BaseConfig:
     FAB_CREATE_DB = False  # Alembic owns the schema
     FAB_UPDATE_PERMS = False  # `flask woffice sync-roles` writes permissions at deploy
     FAB_ADD_SECURITY_API = False
-    FAB_API_SWAGGER_UI = False
+    FAB_API_SWAGGER_UI = True  # /swagger/v1 and /api/v1/_openapi (issue 9)
     FAB_BASE_TEMPLATE = "woffice/base.html"
     FAB_INDEX_VIEW = "app.views.home.HomeView"
     AUTH_ROLE_ADMIN = "Platform Admin"

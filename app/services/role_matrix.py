@@ -9,8 +9,8 @@ other tenants' audit, role management itself) is outside it, whatever is posted.
 
 A cell key is ``<resource>.<column>``, e.g. ``contacts.list`` or ``campaigns.launch``.
 `BASELINE` is granted to every custom role: a member's own account page (including
-their own privacy rights, P13-P16) and the public registers everyone may read
-(sub-processors, the privacy policy: P11, P24).
+their own privacy rights, P13-P16), the public registers everyone may read
+(sub-processors, the privacy policy: P11, P24), and the API's spec.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ BASELINE: tuple[Pair, ...] = (
     ("menu_access", "SubProcessors"),
     ("menu_access", "Privacy"),
     ("menu_access", "PrivacyPolicy"),
+    # The API's spec and Swagger UI, for members scripting with an API key (issue 9).
+    ("can_get", "OpenApi"),
+    ("can_show", "SwaggerView"),
+    ("can_get", "MenuApi"),
 )
 
 

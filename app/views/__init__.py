@@ -112,6 +112,11 @@ def register_views(appbuilder: AppBuilder) -> None:
     for api in API_CLASSES:
         appbuilder.add_api(api)
     appbuilder.add_api(TeamApi)
+    from app.views import api_billing, api_campaigns, api_privacy, api_tenants
+
+    for module in (api_campaigns, api_billing, api_privacy, api_tenants):
+        for api in module.API_CLASSES:
+            appbuilder.add_api(api)
     appbuilder.add_view_no_menu(MyAccountView)
 
 

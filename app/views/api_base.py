@@ -13,7 +13,11 @@ Every API goes through the tenant base (`TenantModelRestApi`) and adds, in
   fields, ``tenant_id`` included, are refused) and call the same service rules as the
   screens; a broken rule answers 422 with ``{"message": {field: [reason]}}``.
 * **No 500 for bad input.** Malformed JSON and rison answer 400, as do filter values the
-  database cannot compare and out-of-range pages.
+  database cannot compare, out-of-range pages and a ``page_size`` below 1; above
+  ``max_page_size`` (100) it is capped. Every error body is ``{"message": ...}``.
+* **A spec that is true.** FAB's OpenAPI description is corrected where it differs from
+  the answers (integer ids, datetimes with their UTC offset, write results, ``_info``);
+  tests/api/test_schemathesis.py holds the API to it.
 
 Agents see only their conversations and those conversations' messages: the same base
 filters as the screens, backed by the ORM criteria of `app.tenancy`.
@@ -21,11 +25,21 @@ filters as the screens, backed by the ORM criteria of `app.tenancy`.
 
 from __future__ import annotations
 
+import json
+import warnings
+from datetime import UTC, datetime
 from typing import Any
 
 import prison
+from apispec import APISpec
 from flask import Response, request
+from flask_appbuilder.api import ModelRestApi
+from flask_appbuilder.api.convert import Model2SchemaConverter
 from flask_appbuilder.const import (
+    API_ADD_COLUMNS_RIS_KEY,
+    API_ADD_TITLE_RIS_KEY,
+    API_EDIT_COLUMNS_RIS_KEY,
+    API_EDIT_TITLE_RIS_KEY,
     API_FILTERS_RIS_KEY,
     API_PAGE_INDEX_RIS_KEY,
     API_PAGE_SIZE_RIS_KEY,
@@ -44,6 +58,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from app.extensions import csrf, db
 from app.services.exceptions import ValidationError
 from app.tenancy import TenantModelRestApi, current_tenant_id
+from app.views.api_spec import correct_components, correct_operation
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Operators whose value is a list; every other operator takes one scalar.
@@ -108,9 +123,54 @@ def require_csrf_for_session_writes() -> Response | None:
     return None
 
 
+class UtcDateTime(fields.DateTime):
+    """A naive UTC datetime (as the database stores them) dumped with its offset, so the
+    value is the RFC 3339 date-time the spec promises ("2026-11-28T00:31:44+00:00")."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return super()._serialize(value, attr, obj, **kwargs)
+
+
+class WofficeSchemaConverter(Model2SchemaConverter):
+    """FAB's model-to-schema converter, with datetimes dumped as `UtcDateTime`."""
+
+    def _column2field(self, datamodel: Any, column: Any, *args: Any, **kwargs: Any) -> Any:
+        field = super()._column2field(datamodel, column, *args, **kwargs)
+        if type(field) is fields.DateTime:
+            return UtcDateTime(
+                required=field.required, allow_none=field.allow_none, dump_only=field.dump_only
+            )
+        if isinstance(field, fields.Nested) and not field.many and not field.required:
+            field.allow_none = True  # an optional relation (no assignee) dumps as null
+        return field
+
+
+def message_bodies(response: Response) -> Response:
+    """after_request under /api/: an error body always has a ``message``.
+
+    A missing or bad token is answered by flask-jwt-extended (under FAB's ``@protect``)
+    as ``{"msg": ...}``; the spec and every other error of the API say ``message``.
+    """
+    if response.status_code < 400 or not request.path.startswith("/api/"):
+        return response
+    body = response.get_json(silent=True) if response.is_json else None
+    if isinstance(body, dict) and "message" not in body and "msg" in body:
+        body["message"] = body.pop("msg")
+        response.set_data(json.dumps(body))
+    return response
+
+
+def _install_message_bodies(app: Any) -> None:
+    if message_bodies not in app.after_request_funcs.setdefault(None, []):
+        app.after_request(message_bodies)
+
+
 class WofficeModelRestApi(TenantModelRestApi):
     """Tenant-scoped ModelRestApi whose writes go through services (subclasses)."""
 
+    model2schemaconverter = WofficeSchemaConverter
     allow_browser_login = True
     page_size = 25
     max_page_size = 100
@@ -122,14 +182,74 @@ class WofficeModelRestApi(TenantModelRestApi):
         blueprint = super().create_blueprint(appbuilder, *args, **kwargs)
         blueprint.before_request(refuse_unparsable_rison)
         blueprint.before_request(require_csrf_for_session_writes)
+        blueprint.record_once(lambda state: _install_message_bodies(state.app))
         return blueprint
+
+    # ------------------------------------------------------------------ the spec
+
+    def add_apispec_components(self, api_spec: APISpec) -> None:
+        """Publish the schemas of the routes this API has, and only those.
+
+        FAB publishes a POST and a PUT schema built from every column even for a
+        read-only API (naming columns such as secrets that the API never serves), and
+        apispec warns when one schema object (TagApi's add and edit) gets two names.
+        """
+        super(ModelRestApi, self).add_apispec_components(api_spec)
+        routes = self.include_route_methods or set()
+        schemas = [
+            (self.list_model_schema_name, self.list_model_schema),
+            (self.show_model_schema_name, self.show_model_schema),
+        ]
+        if "post" in routes:
+            schemas.append((self.add_model_schema_name, self.add_model_schema))
+        if "put" in routes:
+            schemas.append((self.edit_model_schema_name, self.edit_model_schema))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Multiple schemas resolved", UserWarning)
+            warnings.filterwarnings("ignore", ".*has already been added", UserWarning)
+            for name, schema in schemas:
+                api_spec.components.schema(name, schema=schema)
+
+    def add_api_spec(self, api_spec: APISpec) -> None:
+        """FAB's operations, corrected where they do not describe what the API answers."""
+        super().add_api_spec(api_spec)
+        correct_components(api_spec)
+        show_ref = {"$ref": f"#/components/schemas/{self.show_model_schema_name}"}
+        base = f"/api/{self.version}/{self.resource_name}/"
+        for path, operations in api_spec._paths.items():
+            if path.startswith(base):
+                for method, operation in operations.items():
+                    correct_operation(operation, method, "{pk}" in path, show_ref)
+
+    def info_headless(self, **kwargs: Any) -> Response:
+        """FAB's ``_info``, without the add/edit field lists of an API that has no such
+        route (FAB lists every column then, and the related rows of each relation)."""
+        rison_args = kwargs.get("rison", {})
+        routes = self.include_route_methods or set()
+        skip = set()
+        if "post" not in routes:
+            skip |= {API_ADD_COLUMNS_RIS_KEY, API_ADD_TITLE_RIS_KEY}
+        if "put" not in routes:
+            skip |= {API_EDIT_COLUMNS_RIS_KEY, API_EDIT_TITLE_RIS_KEY}
+        wanted = rison_args.get("keys") or None
+        payload: dict[str, Any] = {}
+        for key, merge in self.info._response_key_func_mappings.items():
+            if key not in skip and (wanted is None or key in wanted):
+                merge(self, payload, **rison_args)
+        return self.response(200, **payload)
 
     # ------------------------------------------------------------------ reading
 
     def get_list_headless(self, **kwargs: Any) -> Response:
         args = kwargs.get("rison", {})
         page = args.get(API_PAGE_INDEX_RIS_KEY, 0) or 0
-        _page, size = self._sanitize_page_args(0, args.get(API_PAGE_SIZE_RIS_KEY))
+        requested = args.get(API_PAGE_SIZE_RIS_KEY)
+        if requested is not None and requested < 1:
+            return self.response_400(
+                message=f"page_size must be between 1 and {self.max_page_size}."
+            )
+        # Above max_page_size FAB caps the page (the count still says how many there are).
+        _page, size = self._sanitize_page_args(0, requested)
         if page < 0 or page * size > MAX_OFFSET:
             return self.response_400(message=f"page must be between 0 and {MAX_OFFSET // size}.")
         try:

@@ -22,11 +22,11 @@ from app.models.user import AppUser
 from app.services import audit
 from app.tenancy import (
     FilterTenantScope,
-    TenantModelRestApi,
     TenantModelView,
     current_tenant_id,
 )
 from app.views._format import ist
+from app.views.api_base import WofficeModelRestApi
 
 CSV_COLUMNS = (
     "id",
@@ -220,7 +220,7 @@ def register_audit_hooks(app: Flask) -> None:
         return {"audit_history": history, "audit_object_type": audit.object_type}
 
 
-class AuditEventApi(TenantModelRestApi):
+class AuditEventApi(WofficeModelRestApi):
     """Read-only REST access to the audit trail (tenant-scoped like the screen)."""
 
     datamodel = SQLAInterface(AuditEvent)
