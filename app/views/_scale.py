@@ -15,6 +15,7 @@ from typing import Any
 
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from sqlalchemy import func, literal, select
+from sqlalchemy.orm import selectinload
 
 # Lists count exactly up to this many rows; beyond, they show "<cap>+".
 COUNT_CAP = 10_000
@@ -49,7 +50,16 @@ def count_window(page: int | None, page_size: int | None) -> int:
 
 
 class CappedCountInterface(SQLAInterface):
-    """SQLAInterface whose list query counts at most `count_window` rows (+1)."""
+    """SQLAInterface whose list query counts at most `count_window` rows (+1).
+
+    ``eager`` names relationships the list shows (a contact's tags, a conversation's
+    contact): they are loaded with one extra query per page instead of one per row
+    (the load bench found 25 lazy loads per contacts page, 40 % of its time).
+    """
+
+    def __init__(self, obj: Any, session: Any = None, eager: tuple[str, ...] = ()) -> None:
+        super().__init__(obj, session=session)
+        self.eager = eager
 
     def query(
         self,
@@ -73,10 +83,21 @@ class CappedCountInterface(SQLAInterface):
             select_columns,
             outer_default_load,
         )
+        if self.eager:
+            query = query.options(*(self._eager_option(path) for path in self.eager))
         results = query.all()
         if results and not isinstance(results[0], self.obj):
             results = [getattr(item, self.obj.__name__, item) for item in results]
         return count, results
+
+    def _eager_option(self, path: str) -> Any:
+        """``selectinload`` along a dotted relationship path ("conversation.contact")."""
+        model, option = self.obj, None
+        for name in path.split("."):
+            attr = getattr(model, name)
+            option = selectinload(attr) if option is None else option.selectinload(attr)
+            model = attr.property.mapper.class_
+        return option
 
     def capped_count(self, query: Any, filters: Any, window: int) -> CappedCount:
         """Rows matching ``filters``, counted up to ``window`` (+1 to know there is more)."""

@@ -147,7 +147,7 @@ class TagForm(FlaskForm):
 class ContactModelView(TenantModelView):
     """A tenant's contacts: search by any phone format, tags, consent, exports."""
 
-    datamodel = CappedCountInterface(Contact)
+    datamodel = CappedCountInterface(Contact, eager=("tags",))
     class_permission_name = "Contacts"
     route_base = "/contacts"
     list_title = "Contacts"

@@ -109,7 +109,7 @@ def reply_panel(conversation: Conversation, chosen_id: Any = None) -> ReplyPanel
 
 
 class ConversationModelView(TenantModelView):
-    datamodel = CappedCountInterface(Conversation)
+    datamodel = CappedCountInterface(Conversation, eager=("contact", "assignee"))
     class_permission_name = "Conversations"
     route_base = "/conversations"
     list_title = "Conversations"
@@ -215,7 +215,7 @@ class ConversationModelView(TenantModelView):
 
 
 class MessageModelView(TenantModelView):
-    datamodel = CappedCountInterface(Message)
+    datamodel = CappedCountInterface(Message, eager=("conversation",))
     class_permission_name = "Messages"
     route_base = "/messages"
     list_title = "Messages"
