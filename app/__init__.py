@@ -79,6 +79,9 @@ def create_app(config: str | type[BaseConfig] | None = None) -> Flask:
     app.before_request(enter_request_scope)
     app.teardown_request(leave_request_scope)
     register_audit_hooks(app)
+    from app.views import _actions
+
+    _actions.install(app)  # unknown FAB actions: 404 on every view, not a 500
     _register_template_helpers(app, appbuilder)
     _register_error_pages(app)
     _register_security_headers(app)

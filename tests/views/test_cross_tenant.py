@@ -346,3 +346,25 @@ def test_crafted_actions_that_do_not_exist_or_do_not_fit_are_404(
         f"/team/action/delete_everything/{own_agent.id}", data={"csrf_token": token}
     )
     assert single_unknown.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("email", "url"),
+    [
+        ("admin@xigmapro.example", "/plans/action/no_such_action/1"),
+        ("admin@xigmapro.example", "/sub-processors/action/no_such_action/1"),
+        ("owner@acme.example", "/plans/action/probe/1"),
+        ("owner@acme.example", "/incidents/action/probe/1"),
+    ],
+)
+def test_an_unknown_action_is_404_on_every_view(client, login, csrf_token, email, url):
+    """FAB read an unknown action's permission before anything else: a 500 (issue 9)."""
+    assert login(email).status_code == 302
+    token = csrf_token("/account/")
+    assert client.post(url, data={"csrf_token": token}).status_code == 404
+    assert client.get(url).status_code == 404
+    posted = client.post(
+        url.split("/action/")[0] + "/action_post",
+        data={"action": "no_such_action", "rowid": ["1"], "csrf_token": token},
+    )
+    assert posted.status_code == 404
