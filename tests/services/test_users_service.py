@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AppUser, Role
+from app.models.user import role_label
 from app.services import users
 from app.services.exceptions import LastTenantAdminError, RoleGrantError
 
@@ -58,8 +59,10 @@ def test_stored_roles_decide_what_an_actor_may_grant(user_by_email):
     ("actor", "tenant_slug", "expected"),
     [
         ("admin@xigmapro.example", None, ("Platform Admin", "Billing", "Compliance")),
-        ("admin@xigmapro.example", "acme", ("Tenant Admin", "Agent")),
-        ("owner@acme.example", "acme", ("Tenant Admin", "Agent")),
+        # Acme's own demo role (issue 8) is grantable in Acme only.
+        ("admin@xigmapro.example", "acme", ("Tenant Admin", "Agent", "Marketing")),
+        ("owner@acme.example", "acme", ("Tenant Admin", "Agent", "Marketing")),
+        ("owner@bharatfoods.example", "bharatfoods", ("Tenant Admin", "Agent")),
         ("owner@acme.example", "bharatfoods", ()),
         ("owner@acme.example", None, ()),
         ("agent@acme.example", "acme", ()),
@@ -68,4 +71,6 @@ def test_stored_roles_decide_what_an_actor_may_grant(user_by_email):
 )
 def test_grantable_roles(actor, tenant_slug, expected, user_by_email, tenant_a, tenant_b):
     tenant_id = {"acme": tenant_a.id, "bharatfoods": tenant_b.id, None: None}[tenant_slug]
-    assert users.grantable_role_names(user_by_email(actor), tenant_id) == expected
+    granted = users.grantable_role_names(user_by_email(actor), tenant_id)
+    assert tuple(role_label(name) for name in granted) == expected
+    assert all(name.startswith(f"t{tenant_id}/") for name in granted if "/" in name)
