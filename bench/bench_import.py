@@ -8,14 +8,17 @@ overrides the name: other benchmarks use ``woffice_bench``) and builds in memory
 9xxxxxxxxx, tags "vip" on every 5th row and "wholesale;late payer" on every 7th, consent
 "yes" on every other row). A ContactImport is created for Acme as the upload view does
 (content, guessed mapping, total rows) and ``run_import`` runs inside
-``tenant_scope`` committing after each batch, as the job does. Then the same file is
+``tenant_scope`` as the job runs it: ``imports.WRITERS`` (2) batches written at once on
+connections of their own, each committing its progress (``BENCH_IMPORT_WRITERS=1``: every
+batch on the session, committed after each). Each import prints the CPU seconds of this
+process and of the database's PostgreSQL backends. Then the same file is
 imported again (a no-op: every row unchanged). The baseline imports a second CSV with
 other numbers row by row through the ORM (normalise, SELECT by WhatsApp id, create,
 tags, ``record_consent``, commit per row); when the projected time exceeds
 ``BASELINE_BUDGET_S`` it stops at ``BASELINE_SAMPLE`` rows and its rate is extrapolated.
-Last, a 20,000-row import of new numbers is profiled with cProfile (which sees the
-writing thread only; the parser thread runs alongside). The database is
-dropped at the end.
+Last, a 20,000-row import of new numbers is profiled with cProfile, with one writer
+(cProfile sees the calling thread only; the parser thread runs alongside). The database
+is dropped at the end.
 
 Run: ``.venv/bin/python -m bench.bench_import`` (PostgreSQL on 127.0.0.1).
 """
@@ -50,6 +53,8 @@ PROFILE_ROWS = 20_000
 BASELINE_BUDGET_S = 240
 GOAL_RPS, GOAL_RATIO = 20_000, 20
 DATABASE = os.environ.get("BENCH_IMPORT_DB", "woffice_bench_import")
+# Batches written at once, as the job does (imports.WRITERS); 1 = all on the session.
+WRITERS = int(os.environ.get("BENCH_IMPORT_WRITERS", imports.WRITERS))
 
 
 def drop_database() -> None:
@@ -96,11 +101,25 @@ def new_import(tenant_id: int, user_id: int, name: str, content: bytes) -> Conta
     return imp
 
 
-def _backend_cpu_s() -> float:
-    """CPU seconds used so far by this session's PostgreSQL backend (same machine)."""
-    pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _backends_cpu_s() -> dict[int, float]:
+    """CPU seconds used so far by each PostgreSQL backend connected to this database
+    (same machine): the session's and the import lanes' (pooled, so still connected)."""
+    pids = db.session.execute(
+        text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    ).scalars()
+    used = {}
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # ended meanwhile
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return used
+
+
+def _backend_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds the database's backends used since ``before`` (new ones count whole)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in _backends_cpu_s().items())
 
 
 def real_import(tenant_id: int, user_id: int, name: str, content: bytes) -> tuple[dict, float]:
@@ -111,18 +130,18 @@ def real_import(tenant_id: int, user_id: int, name: str, content: bytes) -> tupl
     """
     with tenant_scope(tenant_id):
         imp = new_import(tenant_id, user_id, name, content)
-        backend = _backend_cpu_s()
+        backends = _backends_cpu_s()
         start, cpu = time.perf_counter(), time.process_time()
         imp.status = ImportStatus.running
         db.session.commit()
-        counts = imports.run_import(db.session, imp, after_batch=db.session.commit)
+        counts = imports.run_import(db.session, imp, after_batch=db.session.commit, writers=WRITERS)
         db.session.commit()
         elapsed = time.perf_counter() - start
-        cpu, backend = time.process_time() - cpu, _backend_cpu_s() - backend
+        cpu, backend = time.process_time() - cpu, _backend_cpu_since(backends)
     db.session.expunge_all()
     print(
-        f"  CPU: Python {cpu:.2f} s (parser + writer threads), PostgreSQL backend "
-        f"{backend:.2f} s; load average {os.getloadavg()[0]:.1f}"
+        f"  CPU: Python {cpu:.2f} s (all threads), PostgreSQL backends {backend:.2f} s; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     return counts, elapsed
 
@@ -199,14 +218,15 @@ def profile_batch(tenant_id: int, user_id: int) -> None:
     stats = pstats.Stats(profiler)
     total = stats.total_tt
     print(
-        f"\nprofile of a {PROFILE_ROWS}-row import (writing thread): {total:.2f} s under cProfile"
+        f"\nprofile of a {PROFILE_ROWS}-row import (one writer: the calling thread): "
+        f"{total:.2f} s under cProfile"
     )
     wanted = {
         "_parse_row": "_parse_row (parser thread)",
         "normalize_contact_phone": "phone normalisation (phonenumbers)",
         "normalize_email": "normalize_email",
-        "write": "_Run.write (SQL + bulk rows)",
-        "copy_new": "_Run.copy_new (ids, lines, 3 COPYs)",
+        "write": "BatchWriter.write (SQL + bulk rows)",
+        "copy_new": "BatchWriter.copy_new (ids, 3 COPYs)",
         "next_ids": "bulk.next_ids (sequence)",
         "copy_lines": "bulk.copy_lines (COPY)",
         "copy_expert": "cursor.copy_expert",

@@ -6,7 +6,7 @@ from app.extensions import db
 from app.jobs._runtime import job
 from app.models.contact_import import ContactImport, ImportStatus
 from app.models.mixins import utcnow
-from app.services.contact_import import run_import
+from app.services.contact_import import WRITERS, run_import
 
 
 @job
@@ -24,7 +24,7 @@ def run_contact_import(import_id: int, tenant_id: int | None = None) -> dict[str
     imp.status = ImportStatus.running
     db.session.commit()
     try:
-        return run_import(db.session, imp, after_batch=db.session.commit)
+        return run_import(db.session, imp, after_batch=db.session.commit, writers=WRITERS)
     except Exception:
         db.session.rollback()
         imp = db.session.get(ContactImport, import_id)

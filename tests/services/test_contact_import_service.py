@@ -175,19 +175,26 @@ def test_bad_rows_are_reported_with_line_numbers_and_good_rows_land(tenant_a):
         assert imp.processed_rows == imp.total_rows == 7  # the blank line is skipped
 
 
-def test_same_file_twice_changes_nothing_the_second_time(tenant_a):
+# COPY is PostgreSQL's path; the multi-row INSERTs and IN lists are the portable one
+# (SQLite in `make run`): both must create, update and leave alone the same way.
+BOTH_PATHS = pytest.mark.parametrize("copy", [True, False], ids=["copy", "portable"])
+
+
+@BOTH_PATHS
+def test_same_file_twice_changes_nothing_the_second_time(tenant_a, copy):
     with tenant_scope(tenant_a.id):
-        first = imports.run_import(db.session, _import(tenant_a.id, GOOD))
+        first = imports.run_import(db.session, _import(tenant_a.id, GOOD), copy=copy)
         assert first["created"] == 3
         events = _events(tenant_a.id)
-        second = imports.run_import(db.session, _import(tenant_a.id, GOOD))
+        second = imports.run_import(db.session, _import(tenant_a.id, GOOD), copy=copy)
         assert second == {"rows": 3, "created": 0, "updated": 0, "unchanged": 3, "errors": 0}
         assert _events(tenant_a.id) == events
 
 
-def test_existing_contacts_are_updated_by_phone_only_where_the_file_differs(tenant_a):
+@BOTH_PATHS
+def test_existing_contacts_are_updated_by_phone_only_where_the_file_differs(tenant_a, copy):
     with tenant_scope(tenant_a.id):
-        imports.run_import(db.session, _import(tenant_a.id, GOOD))
+        imports.run_import(db.session, _import(tenant_a.id, GOOD), copy=copy)
         changed = (
             "phone,name,email,consent\n"
             "+919900110001,Asha V.,,yes\n"  # new name; empty email keeps the old one
@@ -195,7 +202,7 @@ def test_existing_contacts_are_updated_by_phone_only_where_the_file_differs(tena
             "+919900110003,Chitra Rao,,yes\n"  # consent changes
         )
         events = _events(tenant_a.id)
-        counts = imports.run_import(db.session, _import(tenant_a.id, changed))
+        counts = imports.run_import(db.session, _import(tenant_a.id, changed), copy=copy)
         assert (counts["created"], counts["updated"], counts["unchanged"]) == (0, 2, 1)
         asha = _contact(tenant_a.id, "919900110001")
         assert asha.display_name == "Asha V." and asha.email == "asha@example.com"
@@ -237,7 +244,7 @@ def test_a_failing_write_stops_the_parser_thread(tenant_a, monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(imports._Run, "write", fail)
+    monkeypatch.setattr(imports.BatchWriter, "write", fail)
     monkeypatch.setattr(imports, "PARSE_AHEAD", 1)  # the parser blocks on a full queue
     with tenant_scope(tenant_a.id):
         imp = _import(tenant_a.id, text)
@@ -327,3 +334,52 @@ def test_contacts_already_loaded_in_the_session_show_the_imported_values(tenant_
         assert chitra.display_name == "Chitra Rao"
         imports.run_import(db.session, _import(tenant_a.id, "phone,name\n9900110003,Chitra R\n"))
         assert chitra.display_name == "Chitra R"
+
+
+@BOTH_PATHS
+def test_a_new_tag_in_a_later_file_is_linked_to_existing_contacts(tenant_a, copy):
+    with tenant_scope(tenant_a.id):
+        imports.run_import(db.session, _import(tenant_a.id, GOOD), copy=copy)
+        later = "phone,tags\n+919900110001,vip;import-later\n+919900110003,import-later\n"
+        counts = imports.run_import(db.session, _import(tenant_a.id, later), copy=copy)
+        assert (counts["updated"], counts["unchanged"]) == (2, 0)
+        asha = _contact(tenant_a.id, "919900110001")
+        assert sorted(t.name for t in asha.tags) == ["import-later", "import-new", "vip"]
+        chitra = _contact(tenant_a.id, "919900110003")
+        assert [t.name for t in chitra.tags] == ["import-later"]
+
+
+def test_the_whole_import_runs_on_sqlite():
+    """`make run` uses SQLite: no COPY and no lanes there (``writers`` is ignored), the
+    multi-row INSERTs create, tag, record consent and leave a second run unchanged."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.models.audit import AuditChainHead
+    from app.models.contact import contact_tag
+
+    engine = create_engine("sqlite://")
+    models = (Contact, Tag, ConsentEvent, ContactImport, AuditEvent, AuditChainHead)
+    tables = [m.__table__ for m in models] + [contact_tag]
+    db.metadata.create_all(engine, tables=tables)
+    with Session(engine) as session, tenant_scope(1):
+        runs = []
+        for _ in range(2):
+            imp = ContactImport(tenant_id=1, filename="people.csv", content=GOOD.encode())
+            imp.mapping = imports.preview(imp.content).mapping
+            session.add(imp)
+            session.commit()
+            runs.append(
+                imports.run_import(
+                    session, imp, batch_size=2, after_batch=session.commit, writers=2
+                )
+            )
+            session.commit()
+        assert runs[0] == {"rows": 3, "created": 3, "updated": 0, "unchanged": 0, "errors": 0}
+        assert runs[1] == {"rows": 3, "created": 0, "updated": 0, "unchanged": 3, "errors": 0}
+        asha = session.scalars(select(Contact).where(Contact.wa_id == "919900110001")).one()
+        assert sorted(t.name for t in asha.tags) == ["import-new", "vip"]
+        assert asha.consent_state == ConsentState.opted_in
+        assert session.scalar(select(func.count(ConsentEvent.id))) == 2
+        assert imp.status == ImportStatus.done and imp.processed_rows == imp.total_rows == 3
+    engine.dispose()
