@@ -240,6 +240,10 @@ class BaseConfig:
     CAMPAIGN_REPLY_WINDOW_DAYS = int(os.environ.get("CAMPAIGN_REPLY_WINDOW_DAYS", "3"))
     CAMPAIGN_SEND_CONCURRENCY = int(os.environ.get("CAMPAIGN_SEND_CONCURRENCY", "16"))
     CAMPAIGN_CHUNK = int(os.environ.get("CAMPAIGN_CHUNK", "200"))
+    # How far ahead of the wire a sending run claims (seconds of sending at the number's
+    # rate): the claims and records of chunks happen meanwhile, so a database stall
+    # shorter than this (a slow commit, a checkpoint) never leaves the rate unused.
+    CAMPAIGN_AHEAD_S = float(os.environ.get("CAMPAIGN_AHEAD_S", "1"))
     CAMPAIGN_MAX_ATTEMPTS = int(os.environ.get("CAMPAIGN_MAX_ATTEMPTS", "8"))
     CAMPAIGN_PAIR_RETRY_S = float(os.environ.get("CAMPAIGN_PAIR_RETRY_S", "6"))
     CAMPAIGN_SWEEP_INTERVAL_S = int(os.environ.get("CAMPAIGN_SWEEP_INTERVAL_S", "30"))

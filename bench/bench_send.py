@@ -10,8 +10,14 @@ What it does:
 1. Re-creates its own database ``woffice_bench_send`` (migrations, roles, demo data) and
    flushes Redis db 11 (queues, coalescing keys, rate buckets).
 2. Starts the fake Cloud API (`tests.fakes.whatsapp_cloud.FakeCloudAPI`, a real HTTP
-   server on 127.0.0.1) in this process, with one business number per cap and no
-   throughput bucket of its own: what it sees is what our limiter lets through.
+   server on 127.0.0.1) in a process of its own, with one business number per cap and
+   no throughput bucket of its own: what it sees is what our limiter lets through. Meta
+   answers from its own machines, so the fake must not share the worker's process (its
+   GIL, its CPU time). ``BENCH_PIN=1`` (two or more cores, one worker) also pins the
+   fake to the last core and the worker to the first (`os.sched_setaffinity`);
+   PostgreSQL, Redis and this process float. Off by default: on a VM shared with other
+   sessions a pinned process cannot move off a busy core (slower, and a stalled fake
+   bunches its accept times).
 3. Baseline: ``BENCH_NAIVE`` sends of the campaign's template message (same JSON body,
    distinct recipients) in a sequential loop of ``httpx.post`` calls, each a new client
    and connection, no limiter at all.
@@ -30,12 +36,14 @@ What it does:
 Run: ``.venv/bin/python -m bench.bench_send`` (PostgreSQL and Redis on 127.0.0.1).
 Knobs: ``BENCH_N80`` (800), ``BENCH_N1000`` (10000), ``BENCH_NAIVE`` (1000),
 ``BENCH_CAPS`` (``80,1000``), ``BENCH_WORKERS`` (1; more shows how the shared bucket
-scales). Worker output: ``$TMPDIR/bench_send_worker.log``; the accept timestamps of each
-cap: ``$TMPDIR/bench_send_<cap>.times``.
+scales), ``BENCH_PIN`` (0; 1 pins the fake and the worker, see 2.).
+Worker output: ``$TMPDIR/bench_send_worker.log``; the accept timestamps of each cap:
+``$TMPDIR/bench_send_<cap>.times``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
 import signal
@@ -77,6 +85,9 @@ SIZES = {
 }
 NAIVE = int(os.environ.get("BENCH_NAIVE", 1000))
 WORKERS = int(os.environ.get("BENCH_WORKERS", 1))  # the goal is for one; more: scaling
+CPUS = sorted(os.sched_getaffinity(0))
+PIN = os.environ.get("BENCH_PIN", "0") == "1" and len(CPUS) >= 2 and WORKERS == 1
+WORKER_CPU, FAKE_CPU = (CPUS[0], CPUS[-1]) if PIN else (None, None)
 GOAL_SHARE, GOAL_RATIO = 0.95, 10.0
 
 
@@ -114,10 +125,86 @@ def drop_database() -> None:
     _setup.drop_database(DATABASE)
 
 
+# ------------------------------------------------------------------------ the fake
+
+
+class FakeProcess:
+    """The fake Cloud API in a process of its own (Meta's servers are not on our CPU),
+    driven over a pipe: numbers to add, then what it accepted."""
+
+    def __init__(self, cpu: int | None):
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=_serve_fake, args=(child, cpu), name="fake-cloud-api", daemon=True
+        )
+        self._process.start()
+        if not self._pipe.poll(60):
+            raise RuntimeError("the fake Cloud API's process did not start")
+        self.base_url: str = self._pipe.recv()
+
+    def _call(self, op: str, *args: object) -> object:
+        self._pipe.send((op, args))
+        return self._pipe.recv()
+
+    def add_number(self, number: FakeNumber) -> None:
+        self._call("add_number", number)
+
+    def accept_times(self, phone_number_id: str) -> list[float]:
+        """When each send to ``phone_number_id`` was accepted (``time.time()``), sorted."""
+        return self._call("accept_times", phone_number_id)  # type: ignore[return-value]
+
+    def refused(self) -> int:
+        return self._call("refused")  # type: ignore[return-value]
+
+    def duplicates(self) -> int:
+        return self._call("duplicates")  # type: ignore[return-value]
+
+    def clear_outcomes(self) -> None:
+        self._call("clear_outcomes")
+
+    def cpu(self) -> float:
+        """CPU seconds the fake's process has used so far."""
+        return self._call("cpu")  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._call("stop")
+        self._process.join(10)
+
+
+def _serve_fake(pipe, cpu: int | None) -> None:
+    """The fake's process: serve until told to stop."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    # No status webhooks: nothing here receives them, and a send's reply is all we time.
+    fake = FakeCloudAPI([], pair_rate=None, seed=5, statuses=()).start()
+    pipe.send(fake.base_url)
+    while True:
+        op, args = pipe.recv()
+        if op == "add_number":
+            reply: object = fake.add_number(*args)
+        elif op == "accept_times":
+            reply = sorted(a.accepted_at for a in fake.accepted if a.phone_number_id == args[0])
+        elif op == "refused":
+            reply = sum(n for k, n in fake.outcomes.items() if k != "ok")
+        elif op == "duplicates":
+            reply = len(fake.duplicates())
+        elif op == "clear_outcomes":
+            reply = fake.outcomes.clear()
+        elif op == "cpu":
+            reply = time.process_time()
+        else:  # stop
+            fake.stop()
+            pipe.send(None)
+            return
+        pipe.send(reply)
+
+
 # ------------------------------------------------------------------------ baseline
 
 
-def naive_rate(fake: FakeCloudAPI, number: str, count: int, first: int = 0) -> float:
+def naive_rate(fake: FakeProcess, number: str, count: int, first: int = 0) -> float:
     """Sequential single ``httpx.post`` calls (new client and connection each)."""
     url = f"{fake.base_url}/v25.0/{number}/messages"
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -145,7 +232,7 @@ def naive_rate(fake: FakeCloudAPI, number: str, count: int, first: int = 0) -> f
 # ---------------------------------------------------------------------- the worker
 
 
-def start_worker(fake: FakeCloudAPI, n: int = 0) -> subprocess.Popen:
+def start_worker(fake: FakeProcess, n: int = 0) -> subprocess.Popen:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -158,7 +245,7 @@ def start_worker(fake: FakeCloudAPI, n: int = 0) -> subprocess.Popen:
         WHATSAPP_API_BASE=fake.base_url,
         PYTHONUNBUFFERED="1",
     )
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [str(FLASK), "--app", "run", "woffice", "worker", "whatsapp"],
         cwd=ROOT,
         env=env,
@@ -166,6 +253,9 @@ def start_worker(fake: FakeCloudAPI, n: int = 0) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the work horse stops with it
     )
+    if WORKER_CPU is not None:  # before its sending threads exist: they inherit it
+        os.sched_setaffinity(proc.pid, {WORKER_CPU})
+    return proc
 
 
 def wait_for_worker(redis: Redis, proc: subprocess.Popen) -> None:
@@ -211,12 +301,12 @@ def worker_idle(redis: Redis, queue: Queue) -> bool:
     return queue.count == 0 and all(w.get_state() == "idle" for w in Worker.all(redis))
 
 
-def run_cap(fake: FakeCloudAPI, queue: Queue, worker: subprocess.Popen, cap: int) -> dict:
+def run_cap(fake: FakeProcess, queue: Queue, worker: subprocess.Popen, cap: int) -> dict:
     count = SIZES.get(cap, cap * 10)
     number = f"1008{cap:04d}{secrets.randbelow(10**7):07d}"
     fake.add_number(FakeNumber(number, SECRET, TOKEN, mps=None))
     campaign_id, tenant_id = prepare_campaign(number, cap, count, f"9180{cap:04d}")
-    before = len(fake.accepted)
+    cpu_before = cpu_seconds(worker.pid), fake.cpu()
     start = time.monotonic()
     for _ in range(WORKERS):
         queue.enqueue(SEND_JOB, campaign_id, tenant_id=tenant_id)
@@ -234,8 +324,8 @@ def run_cap(fake: FakeCloudAPI, queue: Queue, worker: subprocess.Popen, cap: int
             raise RuntimeError(f"cap {cap}: {open_left} recipients left; see {WORKER_LOG}")
         time.sleep(0.1)
     end = time.monotonic()
-    accepted = [a for a in fake.accepted[before:] if a.phone_number_id == number]
-    times = sorted(a.accepted_at for a in accepted)
+    worker_cpu, fake_cpu = cpu_seconds(worker.pid) - cpu_before[0], fake.cpu() - cpu_before[1]
+    times = fake.accept_times(number)
     (Path(tempfile.gettempdir()) / f"bench_send_{cap}.times").write_text(
         "\n".join(map(repr, times))
     )
@@ -250,17 +340,25 @@ def run_cap(fake: FakeCloudAPI, queue: Queue, worker: subprocess.Popen, cap: int
     return {
         "cap": cap,
         "recipients": count,
-        "accepted": len(accepted),
+        "accepted": len(times),
         "sent_rows": int(sent or 0),
         "unsure": unsure,
         "span_rate": (len(times) - 1) / span,
-        "e2e_rate": len(accepted) / (end - start),
+        "e2e_rate": len(times) / (end - start),
         "e2e_s": end - start,
         "max_window": max_window(times),
         "burst": default_burst(cap),
-        "refused": sum(n for k, n in fake.outcomes.items() if k != "ok"),
-        "duplicates": len(fake.duplicates()),
+        "worker_ms": worker_cpu * 1000 / max(len(times), 1),
+        "fake_ms": fake_cpu * 1000 / max(len(times), 1),
+        "refused": fake.refused(),
+        "duplicates": fake.duplicates(),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def max_window(times: list[float], window: float = 1.0) -> int:
@@ -299,6 +397,10 @@ def report(naive: float, results: list[dict]) -> None:
             f"({r['unsure']} left in sending after an ambiguous error) "
             f"(end-to-end {r['e2e_s']:.1f} s incl. job pick-up and the last record)"
         )
+        print(
+            f"cap {r['cap']}: CPU per accepted send: worker {r['worker_ms']:.3f} ms "
+            f"(the first worker's process, all threads), fake {r['fake_ms']:.3f} ms"
+        )
         if r["cap"] == 1000:
             ratio = r["span_rate"] / naive
             print(
@@ -307,11 +409,17 @@ def report(naive: float, results: list[dict]) -> None:
             )
 
 
+def _load() -> str:
+    return " / ".join(f"{n:.2f}" for n in os.getloadavg())
+
+
 def main() -> None:
     redis = Redis.from_url(REDIS_URL)
     redis.flushdb()
-    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores; others sharing?)")
-    fake = FakeCloudAPI([], pair_rate=None, seed=5).start()
+    print(f"load average at start: {_load()} (1, 5, 15 min; {len(CPUS)} cores; others sharing?)")
+    where = f"fake on CPU {FAKE_CPU}, worker on CPU {WORKER_CPU}" if PIN else "not pinned"
+    print(f"fake Cloud API in its own process ({where})")
+    fake = FakeProcess(FAKE_CPU)
     workers: list[subprocess.Popen] = []
     try:
         app = bench_app(DATABASE)
@@ -321,7 +429,7 @@ def main() -> None:
             naive_rate(fake, naive_number, 50)  # warm-up
             naive = naive_rate(fake, naive_number, NAIVE, first=100)
             print(f"naive baseline: {NAIVE} sends at {naive:.1f}/s")
-            fake.outcomes.clear()
+            fake.clear_outcomes()
             workers = [start_worker(fake, n) for n in range(WORKERS)]
             worker = workers[0]
             wait_for_worker(redis, worker)
@@ -337,6 +445,7 @@ def main() -> None:
             db.session.remove()
             db.engine.dispose()
         report(naive, results)
+        print(f"load average at the end: {_load()}")
     finally:
         for proc in workers:
             stop_worker(proc)

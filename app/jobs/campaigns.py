@@ -4,8 +4,10 @@
   bounded concurrency under the tenant number's shared rate limit, records the results
   and commits, until nothing is due or its time budget (half the queue's timeout) is
   spent; then it enqueues its next run (now, or when the next retry is due). It keeps
-  two chunks going: while one is on the wire, the next is claimed (and committed) and
-  the previous one recorded, so the database work never leaves the rate unused. An
+  about ``CAMPAIGN_AHEAD_S`` (a second) of chunks claimed ahead of the wire: while they
+  are sent, the next is claimed (and committed) and the oldest finished one recorded,
+  so the database work, or a stall of it shorter than that, never leaves the rate
+  unused. An
   account- or template-level error (expired token, template paused...) pauses the
   campaign rather than failing every recipient with it. Between
   chunks, and every ``STATUS_POLL_S`` during one, it re-reads the campaign's status: a
@@ -26,7 +28,7 @@ import logging
 import math
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import timedelta
 
@@ -37,7 +39,7 @@ from app.jobs import enqueue_after_commit, get_queue, redis_connection, release_
 from app.jobs._runtime import job
 from app.models.campaign import Campaign, CampaignStatus
 from app.models.tenant import Tenant
-from app.services import audit, campaigns, sending
+from app.services import audit, campaign_recording, campaigns, sending
 from app.services.exceptions import ValidationError
 from app.services.rate_limit import LocalBucket, SlotBatcher, number_bucket
 from app.services.whatsapp import (
@@ -115,7 +117,7 @@ class ChunkSender:
             outcome.wamid = result.wamid
         except WhatsAppError as exc:
             outcome.error = exc
-            if sending.halts_campaign(exc):
+            if campaign_recording.halts_campaign(exc):
                 self.stop.set()  # the rest of the chunk would fail the same way
         except ValueError as exc:
             outcome.invalid = str(exc)
@@ -170,11 +172,14 @@ def send_campaign(campaign_id: int, tenant_id: int | None = None) -> dict[str, i
     tenant = db.session.get(Tenant, tenant_id)
     client = client_for_tenant(tenant)
     sender = ChunkSender(client, _bucket(tenant), campaign, config["CAMPAIGN_SEND_CONCURRENCY"])
-    # At most a second's worth per chunk: a claim waits for at most two chunks, so
-    # claims stay young (far inside CAMPAIGN_CLAIM_TIMEOUT_S) and few are hoarded.
-    chunk = max(min(int(config["CAMPAIGN_CHUNK"]), math.ceil(tenant.wa_messaging_limit_mps)), 1)
+    # At most a second's worth per chunk, and about CAMPAIGN_AHEAD_S of them claimed
+    # ahead of the wire (at least one besides the chunk being sent): claims stay young
+    # (far inside CAMPAIGN_CLAIM_TIMEOUT_S) and few are hoarded.
+    mps = tenant.wa_messaging_limit_mps
+    chunk = max(min(int(config["CAMPAIGN_CHUNK"]), math.ceil(mps)), 1)
+    depth = 1 + max(1, math.ceil(float(config.get("CAMPAIGN_AHEAD_S", 1.0)) * mps / chunk))
     try:
-        _send_loop(campaign, tenant_id, sender, chunk, deadline, counts)
+        _send_loop(campaign, tenant_id, sender, chunk, depth, deadline, counts)
     finally:
         sender.close()
     counts["completed"] = sending.complete_finished(db.session, campaign_id)
@@ -186,12 +191,14 @@ def _send_loop(
     tenant_id: int,
     sender: ChunkSender,
     chunk: int,
+    depth: int,
     deadline: float,
     counts: Counter[str],
 ) -> None:
-    """Claim, send and record chunks, one on the wire while the next is claimed and
-    the previous recorded, until nothing is due, the budget is spent or it stops."""
-    in_flight: list[Future] = []
+    """Claim, send and record chunks, up to ``depth`` of them submitted at once (the
+    next ones are claimed while the first are on the wire, the oldest recorded as it
+    finishes), until nothing is due, the budget is spent or it stops."""
+    in_flight: deque[list[Future]] = deque()
     while True:
         claimed: list[sending.Claimed] = []
         go_on = (
@@ -202,11 +209,12 @@ def _send_loop(
         if go_on:
             claimed = sending.claim(db.session, campaign, chunk)
         db.session.commit()  # the claims are durable before any request leaves
-        following = sender.submit(claimed)
+        if claimed:
+            in_flight.append(sender.submit(claimed))
+            if len(in_flight) < depth:
+                continue  # claim further ahead before waiting on the wire
         if in_flight:
-            _record(campaign, sender.collect(in_flight), counts)
-        in_flight = following
-        if in_flight:
+            _record(campaign, sender, in_flight.popleft(), counts)
             continue
         # Nothing on the wire and every claim recorded: decide what comes next.
         sender.stop.clear()
@@ -219,9 +227,12 @@ def _send_loop(
             break
 
 
-def _record(campaign: Campaign, outcomes: list[sending.Outcome], counts: Counter[str]) -> None:
+def _record(
+    campaign: Campaign, sender: ChunkSender, futures: list[Future], counts: Counter[str]
+) -> None:
     """Record a chunk's outcomes and commit; pause the campaign on an account error."""
-    result = sending.record(db.session, campaign, outcomes)
+    outcomes = sender.collect(futures)
+    result = campaign_recording.record(db.session, campaign, outcomes, template=sender.template)
     counts.update(result)
     if result["halted"]:
         _pause(campaign)

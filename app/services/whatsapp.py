@@ -3,7 +3,9 @@
 * **Connections** are pooled: one `httpx.Client` per process and base URL
   (`http_client`), shared by every `WhatsAppClient` and thread; a forked RQ work horse
   gets its own, never its parent's sockets. Every call has explicit connect/read/write/
-  pool timeouts.
+  pool timeouts. Its transport is `app.services.whatsapp_http.Wire`, and message sends
+  take the wire's own path with a request head built once per client (`_post`): the
+  httpx layers cost more CPU per request than one worker can spare at 1,000 sends/s.
 * **Errors** are classified by the JSON ``error.code``, never by the HTTP status (copies
   of Meta's table disagree on it), through ONE table, `ERROR_RULES`, read by `classify`
   (both in `app.services.whatsapp_errors`, re-exported here).
@@ -21,10 +23,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,47 +42,23 @@ from app.services.whatsapp_errors import RetryClass as RetryClass
 from app.services.whatsapp_errors import WhatsAppError as WhatsAppError
 from app.services.whatsapp_errors import WhatsAppNotConfiguredError as WhatsAppNotConfiguredError
 from app.services.whatsapp_errors import classify as classify
+from app.services.whatsapp_http import DEFAULT_TIMEOUT as DEFAULT_TIMEOUT
+from app.services.whatsapp_http import POOL_LIMITS as POOL_LIMITS
+from app.services.whatsapp_http import USER_AGENT, Wire, origin_of, request_head
+from app.services.whatsapp_http import close_http_clients as close_http_clients
+from app.services.whatsapp_http import http_client as http_client
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_BASE = "https://graph.facebook.com"
 # v25.0 (2026-02-18, available until 2028-07-29): what pywa targets (reference 7).
 DEFAULT_API_VERSION = "v25.0"
-DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=15.0, write=10.0, pool=10.0)
-POOL_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100, keepalive_expiry=30)
 TEXT_MAX = 4096
 CALLBACK_DATA_MAX_BYTES = 512
 TEMPLATE_FIELDS = "id,name,status,category,language,components,parameter_format"
 MAX_TEMPLATE_PAGES = 1000
 _VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?$")
 _CALLBACK = re.compile(r"^campaign:(\d+):recipient:(\d+)$")
-
-
-_POOL: dict[tuple[int, str], httpx.Client] = {}
-_POOL_LOCK = threading.Lock()
-
-
-def http_client(base_url: str) -> httpx.Client:
-    """The pooled httpx client of this process for ``base_url`` (created once)."""
-    key = (os.getpid(), base_url.rstrip("/"))
-    with _POOL_LOCK:
-        client = _POOL.get(key)
-        if client is None or client.is_closed:
-            client = httpx.Client(
-                base_url=key[1],
-                limits=POOL_LIMITS,
-                timeout=DEFAULT_TIMEOUT,
-                headers={"User-Agent": "woffice-backoffice"},
-            )
-            _POOL[key] = client
-        return client
-
-
-def close_http_clients() -> None:
-    """Close this process's pooled clients (worker shutdown, tests)."""
-    with _POOL_LOCK:
-        for key in [k for k in _POOL if k[0] == os.getpid()]:
-            _POOL.pop(key).close()
 
 
 # ----------------------------------------------------------------------- client
@@ -107,7 +84,10 @@ def normalize_version(version: str) -> str:
 
 def normalize_to(to: str) -> str:
     """A recipient as Meta's examples send it: country code and digits, no ``+``."""
-    digits = re.sub(r"[\s\-().]", "", str(to)).removeprefix("+")
+    to = str(to)
+    if to.isdigit() and 7 <= len(to) <= 15:
+        return to  # already so (a campaign's stored wa_id)
+    digits = re.sub(r"[\s\-().]", "", to).removeprefix("+")
     if not digits.isdigit() or not 7 <= len(digits) <= 15:
         raise ValueError("recipient must be a phone number with its country code")
     return digits
@@ -155,6 +135,20 @@ class WhatsAppClient:
         self.version = normalize_version(version)
         self.timeout = timeout
         self._http = http or http_client(base_url)
+        # The send path of the process's pooled client: its wire, with the request line
+        # and headers built once (the generic httpx path builds them per request).
+        self._wire: Wire | None = getattr(self._http, "wire", None)
+        base = self._http.base_url
+        self._origin = origin_of(base)
+        self._base_path = base.raw_path.decode("ascii")  # ends with "/"
+        self._send_headers = (
+            ("Host", base.netloc.decode("ascii")),
+            ("Accept", "*/*"),
+            ("User-Agent", self._http.headers.get("User-Agent", USER_AGENT)),
+            ("Authorization", f"Bearer {access_token}"),
+            ("Content-Type", "application/json"),
+        )
+        self._heads: dict[str, bytes] = {}  # request heads by path, built once
 
     def __repr__(self) -> str:
         return f"<WhatsAppClient number={self.phone_number_id} {self.version} token=***>"
@@ -290,31 +284,53 @@ class WhatsAppClient:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         url = f"/{self.version}/{path}"
-        headers = {"Authorization": f"Bearer {self._token}"}
         try:
-            response = self._http.request(
-                method, url, headers=headers, timeout=self.timeout, **kwargs
-            )
+            if self._wire is not None and method == "POST" and kwargs.keys() == {"json"}:
+                status, retry_after, content = self._post(url, kwargs["json"])
+            else:
+                headers = {"Authorization": f"Bearer {self._token}"}
+                response = self._http.request(
+                    method, url, headers=headers, timeout=self.timeout, **kwargs
+                )
+                status, content = response.status_code, response.content
+                retry_after = response.headers.get("Retry-After")
         except httpx.TransportError as exc:
             error = WhatsAppError.from_transport(exc)
             log.warning("whatsapp %s %s: %s", method, url, error)
             # `from None`: the httpx exception holds the request, headers and all.
             raise error from None
         try:
-            body = response.json()
+            body = json.loads(content)
         except ValueError:
             body = None
-        if response.is_success and isinstance(body, dict) and "error" not in body:
+        success = 200 <= status < 300
+        if success and isinstance(body, dict) and "error" not in body:
             return body
-        if response.is_success:
+        if success:
             raise WhatsAppError(code=None, title=BAD_REPLY.meaning, rule=BAD_REPLY, ambiguous=True)
         error = WhatsAppError.from_reply(
-            response.status_code,
+            status,
             body.get("error") if isinstance(body, dict) else None,
-            retry_after=_retry_after(response.headers.get("Retry-After")),
+            retry_after=_retry_after(retry_after),
         )
         log.info("whatsapp %s %s: %s", method, url, error)
         raise error
+
+    def _post(self, url: str, payload: Any) -> tuple[int, str | None, bytes]:
+        """POST JSON on the wire: (status, Retry-After, body). As httpx's ``json=``."""
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        head = self._heads.get(url)
+        if head is None:
+            target = self._base_path + url.lstrip("/")
+            try:
+                head = request_head("POST", target, self._send_headers)
+            except ValueError:  # a line break in the token: nothing was sent
+                rule = ERROR_RULES[190]
+                raise WhatsAppError(code=190, title=rule.meaning, rule=rule) from None
+            self._heads[url] = head
+        assert self._wire is not None
+        reply = self._wire.post(self._origin, head, body.encode(), self.timeout)
+        return reply.status, reply.retry_after, reply.content
 
 
 def _next_cursor(paging: Mapping[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ itself.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import threading
@@ -143,6 +144,12 @@ class FakeNumber:
 _VARIABLE = re.compile(r"\{\{\s*([a-z0-9_]+)\s*\}\}")
 
 
+@functools.lru_cache(maxsize=256)
+def _variables(body: str) -> tuple[str, ...]:
+    """A body's variables in order of first use (by text: bodies may be edited)."""
+    return tuple(dict.fromkeys(_VARIABLE.findall(body)))
+
+
 @dataclass
 class FakeTemplate:
     """A message template of a WABA, listed in Graph's shape."""
@@ -157,7 +164,7 @@ class FakeTemplate:
     @property
     def variables(self) -> list[str]:
         """The body's variables, in order of first use."""
-        return list(dict.fromkeys(_VARIABLE.findall(self.body)))
+        return list(_variables(self.body))
 
     @property
     def parameter_format(self) -> str:

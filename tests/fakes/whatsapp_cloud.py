@@ -41,7 +41,6 @@ import itertools
 import json
 import random
 import re
-import secrets
 import sys
 import threading
 import time
@@ -49,6 +48,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -135,6 +135,7 @@ class FakeCloudAPI:
         self._pairs: dict[tuple[str, str], TokenBucket] = {}
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
+        self._ids = random.Random()  # wamid tails: apart from the seeded faults' draws
         self._seq = itertools.count(1)
         self.sender = wh.WebhookSender(
             workers=webhook_workers,
@@ -583,7 +584,10 @@ class FakeCloudAPI:
             return self._rng.random()
 
     def _wamid(self, phone_number_id: str, to: str) -> str:
-        raw = f"{phone_number_id}:{to}:{next(self._seq)}:{secrets.token_hex(6)}".encode()
+        # The counter makes it unique; the random tail only makes it look like Meta's.
+        # Not `secrets`: a system call per send, and the GIL let go and re-taken.
+        tail = f"{self._ids.getrandbits(48):012x}"
+        raw = f"{phone_number_id}:{to}:{next(self._seq)}:{tail}".encode()
         return "wamid." + base64.b64encode(raw).decode().rstrip("=")
 
     def _delivered(self, delivery: wh.Delivery) -> None:
@@ -634,9 +638,64 @@ def _decode_cursor(cursor: str) -> int:
     return int(raw[4:])
 
 
+class _Headers(dict):
+    """A request's headers by lower-cased name (the last of repeated ones)."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clients pool their connections
     disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms stall
+    wbufsize = 64 * 1024  # a reply is written once (flushed after each request)
+    max_headers = 100
+    _date: tuple[int, str] = (0, "")
+
+    def parse_request(self) -> bool:
+        """`BaseHTTPRequestHandler.parse_request` for the usual request, a ``GET`` or
+        ``POST`` in HTTP/1.1, with the header block read line by line rather than by
+        the email parser (the costliest step of a request); others go the standard way.
+        """
+        line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = line.split()
+        if len(words) != 3 or words[0] not in ("GET", "POST") or words[2] != "HTTP/1.1":
+            return super().parse_request()
+        self.command, self.path, self.request_version = words
+        self.requestline, self.close_connection = line, True
+        headers = _Headers()
+        for _ in range(self.max_headers + 1):
+            raw = self.rfile.readline(65537)
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = str(raw, "iso-8859-1").partition(":")
+            if len(raw) > 65536 or not colon or not name.strip():
+                self.send_error(HTTPStatus.BAD_REQUEST, "Bad header line")
+                return False
+            headers[name.strip().lower()] = value.strip()
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        self.close_connection = headers.get("connection", "").lower() == "close"
+        if headers.get("expect", "").lower() == "100-continue":
+            return self.handle_expect_100()
+        return True
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, formatted once a second (not once a request)."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        cached = _Handler._date
+        if cached[0] != now:
+            cached = _Handler._date = (now, super().date_time_string(now))
+        return cached[1]
+
+    def handle_expect_100(self) -> bool:
+        ok = super().handle_expect_100()
+        self.wfile.flush()  # the interim reply leaves before the body is read
+        return ok
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         self._dispatch("GET")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.extensions import db
-from app.services import whatsapp
+from app.services import whatsapp, whatsapp_http
 from app.services.whatsapp import (
     ERROR_RULES,
     RetryClass,
@@ -349,9 +349,11 @@ def test_connections_are_pooled_per_process_and_base_url(fake, monkeypatch):
     second = WhatsAppClient("other-token", "1234567", base_url=fake.base_url + "/")
     assert first._http is second._http is whatsapp.http_client(fake.base_url)
     assert whatsapp.http_client("http://127.0.0.1:1") is not first._http
-    # A forked work horse (another pid) never reuses its parent's sockets.
-    monkeypatch.setattr(whatsapp.os, "getpid", lambda: -1)
+    # A forked work horse (another pid) never reuses its parent's sockets (the pool
+    # lives in whatsapp_http, under the client's wire).
+    monkeypatch.setattr(whatsapp_http.os, "getpid", lambda: -1)
     assert whatsapp.http_client(fake.base_url) is not first._http
+    assert first._wire is not None and first._wire is first._http.wire
 
 
 def test_client_for_tenant_uses_the_encrypted_token_and_app_config(app, fake, tenant_a):
