@@ -17,21 +17,24 @@ What it does:
    applies them with the `drain_billing_events` job (payments + invoices; not timed),
    then times the `render_pending_pdfs` job (batches of 200) until every invoice has its
    PDF, exactly as a worker runs it (the `@job` wrapper: app context, audit events, commit;
-   the invoice email is queued to Redis db 7 and never sent). It then times `render()`
+   the invoice email is queued to Redis (db 7) and never sent). It then times `render()`
    alone on the same invoices, so the database share is the difference.
 3. Run 2, month-end: stores ``BENCH_EVENTS`` more events (one per tenant, next month),
    starts ``BENCH_RQ_WORKERS`` workers (``flask woffice worker billing``, production
-   config, JSON serializer, Redis db 7), waits until they are registered, then starts the
-   clock, enqueues enough `drain_billing_events` runs for the backlog (one Redis
-   pipeline; they share it through SKIP LOCKED) and polls until every event is
+   config, JSON serializer, the same Redis db), waits until they are registered, then
+   starts the clock, enqueues enough `drain_billing_events` runs for the backlog (one
+   Redis pipeline; they share it through SKIP LOCKED) and polls until every event is
    processed and every new invoice has its PDF. Each drain has the new invoices' PDFs
-   rendered by coalesced `render_pending_pdfs` runs on the same queue.
-4. Stops the workers, flushes Redis db 7 and drops the database.
+   rendered by coalesced `render_pending_pdfs` runs on the same queue. It also reports
+   the CPU time the workers and their database server processes used (from /proc), so
+   a run on a shared machine shows how much of the two CPUs it actually had.
+4. Checks that every series and FY is numbered 1..n without a gap or a duplicate, stops
+   the workers, flushes its Redis db and drops the database.
 
 Run: ``.venv/bin/python -m bench.bench_invoices`` (PostgreSQL and Redis on 127.0.0.1).
 Knobs: ``BENCH_TENANTS`` (10000), ``BENCH_EVENTS`` (= tenants), ``BENCH_PDF_INVOICES``
 (1000), ``BENCH_RQ_WORKERS`` (2), ``BENCH_WORKER`` (``flask`` or ``simple``, below),
-``BENCH_DEADLINE_S`` (1200).
+``BENCH_DEADLINE_S`` (1200), ``BENCH_REDIS_URL`` (``redis://127.0.0.1:6379/7``).
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ from tests.fakes import dodo as fake_dodo
 
 DATABASE = "woffice_bench_invoices"
 DB_URL = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{DATABASE}"
-REDIS_URL = "redis://127.0.0.1:6379/7"
+# A Redis db of its own: anything that flushes it mid-run loses the queued jobs (the bench
+# then stops with "stalled" instead of waiting for its deadline).
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+STALL_S = 60  # no progress and nothing queued or running for this long: jobs were lost
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORKER_LOG = os.path.join(tempfile.gettempdir(), "bench_invoices_workers.log")
@@ -298,7 +304,7 @@ def run_one_worker(app: Flask) -> dict[str, float]:
 
 
 def service_env() -> dict[str, str]:
-    """Production settings against the bench database and Redis db 7."""
+    """Production settings against the bench database and the bench Redis db."""
     cfg = InvoiceBenchConfig
     env = dict(os.environ)
     env.update(
@@ -356,6 +362,31 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of local processes (those that can be read)."""
+    seconds = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def backend_pids(conn) -> list[int]:
+    """The database's server processes, other than this connection's."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (DATABASE,),
+        )
+        pids = [row[0] for row in cur.fetchall()]
+    conn.commit()
+    return pids
+
+
 def month_end_progress(conn, first_event: int) -> tuple[int, int, int]:
     """(events processed, their invoices with a PDF, events failed)."""
     with conn.cursor() as cur:
@@ -373,6 +404,19 @@ def month_end_progress(conn, first_event: int) -> tuple[int, int, int]:
         rendered = cur.fetchone()[0]
     conn.commit()
     return processed, rendered, failed
+
+
+def check_numbers(conn) -> None:
+    """Every series and FY numbered 1..n without a gap or a duplicate, n = its counter."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT i.series, i.fy, count(*), count(DISTINCT i.seq), min(i.seq), max(i.seq),"
+            " max(c.last_seq) FROM invoice i JOIN document_counter c"
+            " ON c.series = i.series AND c.fy = i.fy GROUP BY i.series, i.fy"
+        )
+        for series, fy, n, distinct, low, high, last in cur.fetchall():
+            assert n == distinct == high == last and low == 1, (series, fy, n, low, high, last)
+    conn.commit()
 
 
 def run_month_end(app: Flask) -> dict[str, float]:
@@ -395,6 +439,8 @@ def run_month_end(app: Flask) -> dict[str, float]:
     procs = start_workers(redis)
     conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=DATABASE)
     try:
+        workers_cpu = cpu_seconds([p.pid for p in procs])
+        backends_cpu = cpu_seconds(backend_pids(conn))
         start = time.perf_counter()
         with redis.pipeline() as pipe:
             queue.enqueue_many(jobs, pipeline=pipe)
@@ -402,18 +448,31 @@ def run_month_end(app: Flask) -> dict[str, float]:
         enqueued = time.perf_counter()
         events_done_at = None
         deadline = start + DEADLINE_S
+        last, last_change = None, time.perf_counter()
         while True:
             processed, rendered, failed = month_end_progress(conn, event_ids[0])
+            now = time.perf_counter()
             if processed == len(event_ids) and events_done_at is None:
-                events_done_at = time.perf_counter()
+                events_done_at = now
             if rendered == len(event_ids):
                 break
-            if time.perf_counter() > deadline:
+            if (processed, rendered) != last:
+                last, last_change = (processed, rendered), now
+            idle = not queue.count and not queue.started_job_registry.count
+            if now > deadline or (idle and now - last_change > STALL_S):
                 raise RuntimeError(
-                    f"not done in time: {processed} events, {rendered} PDFs, {failed} failed"
+                    f"{'stalled' if now <= deadline else 'not done in time'}: {processed} "
+                    f"events, {rendered} PDFs, {failed} failed (Redis flushed by someone else?)"
                 )
             time.sleep(0.1)
         finished = time.perf_counter()
+        # Where the CPU went (a shared machine gives the run less than all of it).
+        workers_s = sum(cpu_seconds([p.pid for p in procs]).values()) - sum(workers_cpu.values())
+        backends_s = sum(
+            seconds - backends_cpu.get(pid, 0.0)
+            for pid, seconds in cpu_seconds(backend_pids(conn)).items()
+        )
+        check_numbers(conn)
     finally:
         conn.close()
         stop_workers(procs)
@@ -423,6 +482,8 @@ def run_month_end(app: Flask) -> dict[str, float]:
         "events_s": (events_done_at or finished) - start,
         "total_s": finished - start,
         "load": os.getloadavg()[0],
+        "workers_cpu_s": workers_s,
+        "database_cpu_s": backends_s,
     }
 
 
@@ -466,6 +527,12 @@ def report_month(month: dict[str, float]) -> None:
         f"{month['events_s']:.1f} s, every PDF stored in {month['total_s']:.1f} s "
         f"({month['events'] / month['total_s']:.0f} invoices/s end to end; load average "
         f"at the end {month['load']:.2f})"
+    )
+    available = month["total_s"] * (os.cpu_count() or 1)
+    print(
+        f"       CPU used: workers {month['workers_cpu_s']:.1f} s, database "
+        f"{month['database_cpu_s']:.1f} s; {available:.0f} CPU-seconds elapsed "
+        f"({(month['workers_cpu_s'] + month['database_cpu_s']) / available:.0%} used by the run)"
     )
     ok = month["total_s"] <= GOAL_MONTH_END_S
     print(

@@ -3,11 +3,13 @@
 Dodo events and PDFs are worked in batches, like the WhatsApp webhook drain: the
 webhook has one coalesced `drain_billing_events` run after its commit, which claims up
 to `EVENT_BATCH` stored events with ``FOR UPDATE SKIP LOCKED`` (so two workers share a
-backlog without touching the same event), applies each in a savepoint and has the new
-invoices' PDFs rendered by one coalesced `render_pending_pdfs` run, which renders up to
-`PDF_BATCH` pending invoices. A batch costs one job (two audit events, two commits)
-instead of one per event or PDF. A failed render records the error and leaves the
-number untouched.
+backlog without touching the same event), applies them together in one savepoint
+(`billing.apply_batch`: lookups prefetched, the invoices numbered in one block at the
+end, so the invoice counter is locked only from there to the commit; if any event
+fails, one savepoint per event instead) and has the new invoices' PDFs rendered by one
+coalesced `render_pending_pdfs` run, which renders up to `PDF_BATCH` pending invoices.
+A batch costs one job (two audit events, two commits) instead of one per event or PDF.
+A failed render records the error and leaves the number untouched.
 
 `process_billing_event` and `render_invoice_pdf` work one given row (the inbox's
 "reprocess" and tests). `sweep_billing` (cron) restarts whatever was left behind, so
@@ -23,6 +25,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import lazyload
 
 from app.extensions import db
 from app.jobs import enqueue_after_commit, release_coalesced
@@ -88,25 +91,26 @@ def _apply(row: BillingEvent, counts: dict[str, int]) -> int | None:
 
 
 def _apply_together(rows: list[BillingEvent], counts: dict[str, int]) -> list[int] | None:
-    """The fast path: apply the whole batch in one savepoint and one flush (one audit
-    capture instead of one per event). None, with nothing applied, if any event fails:
-    the caller then applies them one by one, each in its own savepoint."""
+    """The fast path: apply the whole batch in one savepoint (`billing.apply_batch`:
+    prefetched lookups, two flushes, one block of invoice numbers taken last). None,
+    with nothing applied, if any event fails: the caller then applies them one by one,
+    each in its own savepoint."""
     trial = _new_counts()
-    documents: list[Invoice] = []
     try:
         with db.session.begin_nested(), db.session.no_autoflush:
-            for row in rows:
-                result = billing.apply_event(row)
+            for row in rows:  # written with the rest in the batch's first flush
                 row.attempts += 1
-                trial["applied"] += 1
-                for key in ("payments", "invoices", "credit_notes", "subscriptions", "ignored"):
-                    trial[key] += int(result.get(key, 0) or 0)
-                if result.get("invoice") is not None:
-                    documents.append(result["invoice"])
-            db.session.flush()
+            results = billing.apply_batch(rows)
     except Exception:  # noqa: BLE001 - any failure: the slow path finds and records it
         log.info("billing batch of %s events: applying one by one", len(rows))
         return None
+    documents: list[Invoice] = []
+    for result in results:
+        trial["applied"] += 1
+        for key in ("payments", "invoices", "credit_notes", "subscriptions", "ignored"):
+            trial[key] += int(result.get(key, 0) or 0)
+        if result.get("invoice") is not None:
+            documents.append(result["invoice"])
     for key, value in trial.items():
         counts[key] += value
     return [document.id for document in documents]
@@ -184,6 +188,8 @@ def render_pending_pdfs(batch_size: int = PDF_BATCH) -> dict[str, int]:
         .order_by(Invoice.id)
         .limit(batch_size)
         .with_for_update(skip_locked=True, of=Invoice)
+        # The PDF prints the invoice's own frozen copy: no payment or tenant row needed.
+        .options(lazyload(Invoice.payment), lazyload(Invoice.tenant))
     ).all()
     rendered = sum(_render(invoice) for invoice in pending)
     if rendered:

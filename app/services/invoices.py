@@ -1,9 +1,10 @@
 """GST tax invoices and credit notes: numbers, tax, frozen parties (Rule 46, Rule 53).
 
 An invoice is issued in the transaction that records its payment: its number comes from
-`DocumentCounter` (``UPDATE … RETURNING`` takes the row lock, held to commit, so numbers
-are consecutive and a rolled-back transaction gives its number back), the supplier and
-buyer are copied onto it, and tax is computed per line per head (`app.services.gst`).
+`DocumentCounter` (an upsert ``… RETURNING`` takes the row lock, held to commit, so numbers
+are consecutive and a rolled-back transaction gives its number back; a batch of events
+takes one block of numbers at its end), the supplier and buyer are copied onto it, and
+tax is computed per line per head (`app.services.gst`).
 The PDF is rendered later by a job; it never touches the number.
 
 Dodo's own ``tax`` figure is kept and compared with ours: a difference of more than one
@@ -12,13 +13,14 @@ paisa flags the invoice for billing staff instead of trusting either silently.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from app.extensions import db
 from app.models.billing import (
@@ -53,23 +55,56 @@ def allocate_number(series: str, fy: str, conn: Connection | None = None) -> tup
     The counter row stays locked until the caller's transaction ends: a commit keeps the
     number, a rollback gives it back, so numbers are consecutive and never skipped.
     """
+    return allocate_numbers(series, fy, 1, conn)[0]
+
+
+def allocate_numbers(
+    series: str, fy: str, count: int, conn: Connection | None = None
+) -> list[tuple[int, str]]:
+    """The next ``count`` consecutive (sequence, number) pairs of ``series`` in ``fy``.
+
+    One statement (``INSERT … ON CONFLICT DO UPDATE … RETURNING``) creates or bumps the
+    counter row by ``count`` and locks it until the caller's transaction ends, as
+    `allocate_number` does for one: a batch takes its block at the end, just before
+    it inserts its invoices and commits, so the lock is held for that much only.
+    """
+    if count < 1:
+        return []
     table = DocumentCounter.__table__
     conn = conn if conn is not None else db.session.connection()
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(
-        dialect_insert(table).values(series=series, fy=fy, last_seq=0).on_conflict_do_nothing()
-    )
-    seq = conn.execute(
-        update(table)
-        .where(table.c.series == series, table.c.fy == fy)
-        .values(last_seq=table.c.last_seq + 1)
-        .returning(table.c.last_seq)
+    stmt = dialect_insert(table).values(series=series, fy=fy, last_seq=count)
+    last = conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.series, table.c.fy],
+            set_={"last_seq": table.c.last_seq + stmt.excluded.last_seq},
+        ).returning(table.c.last_seq)
     ).scalar_one()
-    # Raises (and so rolls the number back) if the series cannot fit 16 characters.
-    return seq, gst.format_document_number(series, fy, seq)
+    # Raises (and so rolls the block back) if the series cannot fit 16 characters.
+    return [
+        (seq, gst.format_document_number(series, fy, seq))
+        for seq in range(last - count + 1, last + 1)
+    ]
+
+
+def number_documents(documents: list[Invoice]) -> None:
+    """Number documents issued with ``number_later`` and add them to the session.
+
+    One block per series and financial year, in the order given (so consecutive within
+    the batch too); the counter rows stay locked until the transaction ends.
+    """
+    groups: dict[tuple[str, str], list[Invoice]] = {}
+    for document in documents:
+        groups.setdefault((document.series, document.fy), []).append(document)
+    for (series, fy), group in groups.items():
+        for document, (seq, number) in zip(
+            group, allocate_numbers(series, fy, len(group)), strict=True
+        ):
+            document.seq, document.number = seq, number
+    db.session.add_all(documents)
 
 
 # ---------------------------------------------------------------------------- parties
@@ -141,10 +176,14 @@ def issue_invoice(
     billing: dict[str, Any] | None = None,
     now: datetime | None = None,
     new_payment: bool = False,
+    number_later: bool = False,
 ) -> Invoice:
     """The tax invoice of ``payment`` (once: an existing one is returned).
 
-    ``new_payment``: the payment is being created in this flush (it has no invoice).
+    ``new_payment``: the payment is known to have no invoice (e.g. it is being created
+    in this flush), so it is not looked up. ``number_later``: a batch numbers its
+    invoices together at its end (`number_documents`), which also adds them to the
+    session; until then the invoice has no number and is not in the session.
     """
     if not new_payment:
         existing = db.session.scalar(select(Invoice).where(Invoice.payment_id == payment.id))
@@ -168,6 +207,7 @@ def issue_invoice(
         payment=payment,
         dodo_tax=payment.tax_amount,
         expected_total=payment.total_amount,
+        number_later=number_later,
     )
 
 
@@ -224,6 +264,7 @@ def _issue(
     original_invoice_id: int | None = None,
     dodo_tax: int | None = None,
     expected_total: int | None = None,
+    number_later: bool = False,
 ) -> Invoice:
     supplier = supplier_snapshot(current_app.config)
     issued_at = now or utcnow()
@@ -235,7 +276,7 @@ def _issue(
     ]
     sums = gst.totals(breakdowns)
     grand_total, rounding = gst.round_off(sums.total)
-    seq, number = allocate_number(series, fy)
+    seq, number = allocate_number(series, fy) if not number_later else (None, None)
     invoice = Invoice(
         doc_type=doc_type,
         series=series,
@@ -261,7 +302,7 @@ def _issue(
         igst_total=sums.igst,
         round_off=rounding,
         grand_total=grand_total,
-        amount_in_words=gst.amount_in_words(grand_total),
+        amount_in_words=_amount_in_words(grand_total),
         note=breakdowns[0].note or None,
         dodo_tax_amount=dodo_tax,
         tax_mismatch=_mismatch(dodo_tax, sums.tax_total, expected_total, sums.total),
@@ -269,10 +310,16 @@ def _issue(
         retain_until=gst.retain_until(fy, issue_date),
         tenant_id=tenant_id,
     )
+    if number_later:
+        return invoice
     db.session.add(invoice)
     if db.session.autoflush:  # else (a batch under no_autoflush) the caller flushes once
         db.session.flush()
     return invoice
+
+
+# Pure, and a month end prints the same few plan totals thousands of times (num2words).
+_amount_in_words = functools.lru_cache(maxsize=1024)(gst.amount_in_words)
 
 
 def _mismatch(dodo_tax: int | None, our_tax: int, expected: int | None, our_total: int) -> bool:
