@@ -37,6 +37,11 @@ def role_label(name: str) -> str:
     return _TENANT_PREFIX.sub("", name or "")
 
 
+def is_tenant_role_name(name: str | None) -> bool:
+    """Whether ``name`` is in the tenants' namespace (``t<tenant id>/<label>``)."""
+    return bool(_TENANT_PREFIX.match(name or ""))
+
+
 # Dropdowns and lists print roles with str(): show the label. repr() keeps the full name.
 Role.__str__ = lambda self: role_label(self.name)  # type: ignore[method-assign]
 # Rows loaded through FAB's own relationships (e.g. Role.user) are plain `User` objects:

@@ -157,6 +157,17 @@ def owning_tenant(session: Session, role_id: int) -> int | None:
         ).scalar()
 
 
+def tenant_label(session: Session, role_id: int) -> str | None:
+    """A custom role's label, whatever the tenant (None: a built-in or platform role).
+    Reads without flushing: callers may hold a role with unsaved edits."""
+    with session.no_autoflush:
+        return session.execute(
+            select(TenantRole.label)
+            .where(TenantRole.role_id == role_id)
+            .execution_options(skip_tenant_scope=True)
+        ).scalar()
+
+
 def get_custom_role(session: Session, tenant_id: int, role_id: int) -> TenantRole:
     """:raises RoleNotFoundError: unknown, built-in, or another tenant's role."""
     found = session.get(TenantRole, role_id)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
+from flask import flash, g
+from flask_appbuilder.actions import action
 from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
 from flask_appbuilder.security.views import RoleModelView, UserDBModelView
 from flask_appbuilder.security.views import UserStatsChartView as FabUserStatsChartView
+from flask_babel import lazy_gettext
 from flask_security import hash_password
 from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired
 from wtforms.validators import ValidationError as WTFormsValidationError
 
+from app.extensions import db
 from app.models.mixins import audit_name, utcnow
-from app.models.user import AppUser, Role
-from app.services import users
+from app.models.user import AppUser, Role, is_tenant_role_name
+from app.services import tenant_roles, users
 from app.services.exceptions import RoleGrantError
 from app.services.phones import normalize_phone
 from app.tenancy import TenantModelView, TenantScopedMixin
@@ -136,7 +139,63 @@ class UserStatsChartView(TenantScopedMixin, FabUserStatsChartView):
 
 
 class RoleHistoryModelView(RoleModelView):
-    """FAB's role screen with the role's audit history (permission and user changes)."""
+    """FAB's role screen with the role's audit history (permission and user changes).
+
+    Platform roles only are managed here. A tenant's own role (issue 8) is shown but
+    never edited, copied or deleted on this screen: its permissions come from the role
+    matrix, its changes are audited with their cells, and only that tenant's admins
+    manage it (Business → Roles). Nor can a platform role take a name in the tenants'
+    namespace (``t<tenant id>/…``).
+    """
 
     show_template = "woffice/show.html"
     extra_args = {"history_type": audit_name(Role)}
+
+    @staticmethod
+    def _refuse_tenant_role(item: Role, doing: str) -> None:
+        label = tenant_roles.tenant_label(db.session, item.id) if item.id is not None else None
+        if label is not None:  # (the stored label: FAB has already put the form on item)
+            raise RoleGrantError(
+                f"{label} is a tenant's own role: it cannot be {doing} here. "
+                "The tenant's admins manage it under Business > Roles."
+            )
+
+    @staticmethod
+    def _refuse_tenant_name(item: Role) -> None:
+        if is_tenant_role_name(item.name):
+            raise RoleGrantError(
+                "Names starting with t<number>/ are reserved for tenants' own roles."
+            )
+
+    def pre_add(self, item: Role) -> None:
+        self._refuse_tenant_name(item)
+        super().pre_add(item)
+
+    def pre_update(self, item: Role) -> None:
+        self._refuse_tenant_role(item, "edited")
+        self._refuse_tenant_name(item)
+        super().pre_update(item)
+
+    def pre_delete(self, item: Role) -> None:
+        self._refuse_tenant_role(item, "deleted")
+        super().pre_delete(item)
+
+    @action(
+        "copyrole",
+        lazy_gettext("Copy Role"),
+        lazy_gettext("Copy the selected roles?"),
+        icon="fa-copy",
+        single=False,
+    )
+    def copy_role(self, items):
+        """FAB's copy, for platform roles only (a copy of a tenant's role would be a
+        platform role in the tenant's namespace)."""
+        platform = []
+        for item in items:
+            try:
+                self._refuse_tenant_role(item, "copied")
+            except RoleGrantError as exc:
+                flash(str(exc), "warning")
+            else:
+                platform.append(item)
+        return super().copy_role(platform)

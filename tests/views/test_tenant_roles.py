@@ -357,3 +357,59 @@ def test_a_senior_agent_sees_every_conversation(owner, login, user_by_email, ten
         total = db.session.scalar(select(db.func.count()).select_from(Conversation))
     body = owner.get("/api/v1/conversation/?q=(page_size:100)").get_json()
     assert body["count"] == total > 0
+
+
+# ------------------------------------------------------------- FAB's platform screen
+
+ADMIN = "admin@xigmapro.example"
+
+
+def test_platform_admins_cannot_edit_copy_or_delete_a_tenants_role_on_fab_screens(
+    owner, login, csrf_token, tenant_a
+):
+    """FAB's List Roles shows a tenant's role to platform admins, but its permissions
+    come from the role matrix and only the tenant's admins change it: edit, copy and
+    delete there are refused with a reason, and a platform role cannot take a name in
+    the tenants' namespace."""
+    new_role(owner, "Support desk", {"contacts.list"})
+    role = custom("Support desk")
+    name, cells = role.role.name, tenant_roles.role_cells(db.session, role.role)
+    login.logout()
+    assert login(ADMIN).status_code == 302
+    client = owner
+
+    token = form_csrf_token(client, f"/roles/edit/{role.role_id}")
+    page = client.post(
+        f"/roles/edit/{role.role_id}",
+        data={"csrf_token": token, "name": "Renamed", "permissions": []},
+        follow_redirects=True,
+    )
+    assert page.status_code == 200
+    assert "Support desk is a tenant" in page.get_data(as_text=True)
+
+    token = csrf_token("/roles/list/")
+    page = client.post(
+        f"/roles/delete/{role.role_id}", data={"csrf_token": token}, follow_redirects=True
+    )
+    assert "cannot be deleted here" in page.get_data(as_text=True)
+
+    page = client.post(
+        "/roles/action_post",
+        data={"action": "copyrole", "rowid": [str(role.role_id)], "csrf_token": token},
+        follow_redirects=True,
+    )
+    assert "cannot be copied here" in page.get_data(as_text=True)
+
+    token = form_csrf_token(client, "/roles/add")
+    page = client.post(
+        "/roles/add",
+        data={"csrf_token": token, "name": f"t{tenant_a.id}/Fake", "permissions": []},
+        follow_redirects=True,
+    )
+    assert "reserved for tenants" in page.get_data(as_text=True)
+
+    db.session.expire_all()
+    kept = custom("Support desk")
+    assert kept.role.name == name and tenant_roles.role_cells(db.session, kept.role) == cells
+    names = set(db.session.scalars(select(Role.name)))
+    assert f"{name} copy" not in names and f"t{tenant_a.id}/Fake" not in names
