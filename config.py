@@ -148,6 +148,8 @@ class BaseConfig:
     FAB_UPDATE_PERMS = False  # `flask woffice sync-roles` writes permissions at deploy
     FAB_ADD_SECURITY_API = False
     FAB_API_SWAGGER_UI = True  # /swagger/v1 and /api/v1/_openapi (issue 9)
+    # Registered by app/views/__init__.py: the spec lists only the caller's APIs.
+    FAB_ADD_OPENAPI_VIEWS = False
     FAB_BASE_TEMPLATE = "woffice/base.html"
     FAB_INDEX_VIEW = "app.views.home.HomeView"
     AUTH_ROLE_ADMIN = "Platform Admin"

@@ -118,6 +118,17 @@ def register_views(appbuilder: AppBuilder) -> None:
         for api in module.API_CLASSES:
             appbuilder.add_api(api)
     appbuilder.add_view_no_menu(MyAccountView)
+    _register_openapi_views(appbuilder)
+
+
+def _register_openapi_views(appbuilder: AppBuilder) -> None:
+    """/api/v1/_openapi, describing the caller's APIs only, and FAB's Swagger page."""
+    from flask_appbuilder.api.manager import SwaggerView
+
+    from app.views.api_openapi import OpenApi
+
+    appbuilder.add_api(OpenApi)
+    appbuilder.add_view_no_menu(SwaggerView)
 
 
 def _register_privacy_views(appbuilder: AppBuilder) -> None:
