@@ -25,6 +25,7 @@ import pytest
 
 from app.services.demo import DEMO_PASSWORD
 from app.services.demo_contacts import DEMO_WHATSAPP, DEMO_WHATSAPP_ACCOUNTS
+from tests.flask_cli import run_flask
 
 ROOT = Path(__file__).resolve().parents[1]
 FLASK = Path(sys.executable).parent / "flask"
@@ -66,18 +67,7 @@ def dev_env(tmp_path: Path) -> dict[str, str]:
 
 
 def flask(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        [str(FLASK), "--app", "run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{output}"
-    return output
+    return run_flask(env, *args)
 
 
 def makefile_demo_numbers() -> list[str]:

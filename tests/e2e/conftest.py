@@ -40,6 +40,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from app.services.demo_contacts import DEMO_WHATSAPP, DEMO_WHATSAPP_ACCOUNTS
 from tests.fakes.whatsapp_cloud import FakeCloudAPI, parse_phone
+from tests.flask_cli import run_flask
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -110,18 +111,7 @@ def _recreate_database(url: str) -> None:
 
 def _flask(env: dict[str, str], *args: str) -> str:
     """Run one ``flask --app run`` command; fail with its output if it fails."""
-    result = subprocess.run(
-        [str(FLASK), "--app", "run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{output}"
-    return output
+    return run_flask(env, *args)
 
 
 @dataclass

@@ -12,13 +12,13 @@ schema the migrations build.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import recreate_database
+from tests.flask_cli import run_flask
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = Path(sys.executable).parent / "flask"
@@ -50,18 +50,7 @@ def flask(database_url: str, tmp_path: Path, *args: str) -> str:
         WOFFICE_INSTANCE_DIR=str(tmp_path),
         MAIL_FILE_PATH=str(tmp_path / "mail"),
     )
-    result = subprocess.run(
-        [str(FLASK), "--app", "run", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"flask {' '.join(args)} failed:\n{output}"
-    return output
+    return run_flask(env, *args, timeout=300)
 
 
 def test_upgrade_an_empty_postgresql_then_autogenerate_finds_no_difference(tmp_path):
