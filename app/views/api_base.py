@@ -33,7 +33,7 @@ from typing import Any
 import prison
 from apispec import APISpec
 from flask import Response, request
-from flask_appbuilder.api import ModelRestApi
+from flask_appbuilder.api import ModelRestApi, expose, permission_name, protect, safe
 from flask_appbuilder.api.convert import Model2SchemaConverter
 from flask_appbuilder.const import (
     API_ADD_COLUMNS_RIS_KEY,
@@ -177,6 +177,28 @@ class WofficeModelRestApi(TenantModelRestApi):
     # Plain marshmallow schemas for writes (set by subclasses that allow them).
     add_model_schema: Schema | None = None
     edit_model_schema: Schema | None = None
+
+    # FAB routes GET on ``/<int:pk>`` but PUT and DELETE on ``/<pk>``, so a pk that is
+    # not a number answered GET with 405 (the PUT rule matched) and reached the database
+    # on PUT and DELETE. Here all three take integers: anything else is a 404 from the
+    # router, whatever the method. Same permission names and spec as FAB's.
+    @expose("/<int:pk>", methods=["PUT"])
+    @protect()
+    @safe
+    @permission_name("put")
+    def put(self, pk: int) -> Response:
+        return self.put_headless(pk)
+
+    put.__doc__ = ModelRestApi.put.__doc__
+
+    @expose("/<int:pk>", methods=["DELETE"])
+    @protect()
+    @safe
+    @permission_name("delete")
+    def delete(self, pk: int) -> Response:
+        return self.delete_headless(pk)
+
+    delete.__doc__ = ModelRestApi.delete.__doc__
 
     def create_blueprint(self, appbuilder: Any, *args: Any, **kwargs: Any) -> Any:
         blueprint = super().create_blueprint(appbuilder, *args, **kwargs)

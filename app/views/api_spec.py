@@ -56,7 +56,8 @@ def correct_operation(
     Ids are integers (FAB says strings); writes answer with the show schema (FAB names
     the input schema); ``_info`` lists fields in arrays (FAB says objects); every
     operation may answer 403 (a role without the permission), and those with a
-    ``{pk}`` 404 and 405 (a pk that is not a number matches no GET route).
+    ``{pk}`` 404 (no such row, or a pk that is not a number) and 405 (a method the
+    API does not offer on that row, e.g. DELETE on a read-only one).
     """
     responses = operation.setdefault("responses", {})
     wanted = ["400", "401", "403"] + (["404", "405"] if has_pk else [])

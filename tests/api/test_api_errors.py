@@ -31,8 +31,10 @@ def owner(client, login, csrf_token):
     ("method", "url", "status"),
     [
         ("GET", "/api/v1/contact/999999999", 404),
-        # No GET route takes a pk that is not a number; the PUT route's does: 405.
-        ("GET", "/api/v1/contact/not-a-number", 405),
+        # No route takes a pk that is not a number, whatever the method: 404.
+        ("GET", "/api/v1/contact/not-a-number", 404),
+        ("PUT", "/api/v1/contact/not-a-number", 404),
+        ("DELETE", "/api/v1/tag/1.5", 404),
         ("GET", "/api/v1/no_such_api/", 404),
         ("GET", "/api/v1/campaign/999999999", 404),
         ("PATCH", "/api/v1/contact/1", 405),
