@@ -177,7 +177,7 @@ def send_campaign(campaign_id: int, tenant_id: int | None = None) -> dict[str, i
     # (far inside CAMPAIGN_CLAIM_TIMEOUT_S) and few are hoarded.
     mps = tenant.wa_messaging_limit_mps
     chunk = max(min(int(config["CAMPAIGN_CHUNK"]), math.ceil(mps)), 1)
-    depth = 1 + max(1, math.ceil(float(config.get("CAMPAIGN_AHEAD_S", 1.0)) * mps / chunk))
+    depth = 1 + max(1, math.ceil(float(config["CAMPAIGN_AHEAD_S"]) * mps / chunk))
     try:
         _send_loop(campaign, tenant_id, sender, chunk, depth, deadline, counts)
     finally:

@@ -147,25 +147,27 @@ def custom_role_names(session: Session, tenant_id: int | None) -> list[str]:
     return [tr.role.name for tr in custom_roles(session, tenant_id)]
 
 
-def owning_tenant(session: Session, role_id: int) -> int | None:
-    """The tenant a custom role belongs to (None: a built-in or platform role)."""
+def _custom_role_row(session: Session, role_id: int) -> Any:
+    """(tenant_id, label) of a custom role, whatever the tenant; None for a built-in or
+    platform role. Reads without flushing: callers may hold a role with unsaved edits."""
     with session.no_autoflush:
         return session.execute(
-            select(TenantRole.tenant_id)
+            select(TenantRole.tenant_id, TenantRole.label)
             .where(TenantRole.role_id == role_id)
             .execution_options(skip_tenant_scope=True)
-        ).scalar()
+        ).first()
+
+
+def owning_tenant(session: Session, role_id: int) -> int | None:
+    """The tenant a custom role belongs to (None: a built-in or platform role)."""
+    row = _custom_role_row(session, role_id)
+    return row.tenant_id if row is not None else None
 
 
 def tenant_label(session: Session, role_id: int) -> str | None:
-    """A custom role's label, whatever the tenant (None: a built-in or platform role).
-    Reads without flushing: callers may hold a role with unsaved edits."""
-    with session.no_autoflush:
-        return session.execute(
-            select(TenantRole.label)
-            .where(TenantRole.role_id == role_id)
-            .execution_options(skip_tenant_scope=True)
-        ).scalar()
+    """A custom role's label, whatever the tenant (None: a built-in or platform role)."""
+    row = _custom_role_row(session, role_id)
+    return row.label if row is not None else None
 
 
 def get_custom_role(session: Session, tenant_id: int, role_id: int) -> TenantRole:

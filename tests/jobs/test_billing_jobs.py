@@ -154,6 +154,11 @@ def test_a_batch_gives_one_invoice_per_payment_with_consecutive_numbers(app, ten
     assert by_payment["pay_batch_2"].tenant_id == tenant_b.id
     assert by_payment["pay_batch_1"].tenant_id == by_payment["pay_batch_3"].tenant_id == tenant_a.id
     assert all(invoice.pdf_status == PdfStatus.pending for invoice in issued)
+    # P19: numbered later, still kept as long as the law asks (from the FY and issue date).
+    assert all(
+        invoice.retain_until == gst.retain_until(invoice.fy, invoice.issue_date)
+        for invoice in issued
+    )
     assert len(_invoices("pay_batch_0")) == 1
     assert _last_seq() == before + 3
     for row in rows:
